@@ -1,0 +1,92 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from analytics.models import Event, Visitor
+from analytics.services import EventIn, dedupe_key, events_store, timestamp_to_datetime
+
+MOMENT = datetime(2025, 11, 29, 7, 6, 40, tzinfo=UTC)  # 1764400000
+
+
+@pytest.mark.parametrize("value", [1_764_400_000, 1_764_400_000_000, 1_764_400_000_000_000])
+def test_timestamp_to_datetime__seconds_millis_micros__same_moment(value):
+    assert timestamp_to_datetime(value) == MOMENT
+
+
+def test_timestamp_to_datetime__fractional_millis__kept():
+    assert timestamp_to_datetime(1_764_400_000_123).microsecond == 123_000
+
+
+def test_dedupe_key__event_id__ignores_content():
+    a = dedupe_key(
+        user_pseudo_id="u", event_name="a", occurred_at=MOMENT, event_params={}, event_id="e1"
+    )
+    b = dedupe_key(
+        user_pseudo_id="u", event_name="b", occurred_at=MOMENT, event_params={"x": 1}, event_id="e1"
+    )
+
+    assert a == b
+
+
+def test_dedupe_key__no_event_id__param_order_irrelevant_values_matter():
+    def key(params):
+        return dedupe_key(
+            user_pseudo_id="u", event_name="a", occurred_at=MOMENT, event_params=params
+        )
+
+    assert key({"a": 1, "b": 2}) == key({"b": 2, "a": 1})
+    assert key({"a": 1}) != key({"a": 2})
+
+
+def event(user="u1", name="project_click", params=None, event_id=None, at=MOMENT):
+    return EventIn(
+        event_name=name,
+        user_pseudo_id=user,
+        occurred_at=at,
+        event_params=params or {},
+        event_id=event_id,
+    )
+
+
+@pytest.mark.django_db
+def test_events_store__duplicates_in_batch_and_across_batches__dropped_and_counted():
+    first = events_store(events=[event(event_id="a"), event(event_id="a"), event(event_id="b")])
+    second = events_store(events=[event(event_id="b"), event(event_id="c")])
+
+    assert (first.accepted, first.duplicates) == (2, 1)
+    assert (second.accepted, second.duplicates) == (1, 1)
+    assert Event.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_events_store__new_events__visitor_first_last_and_count():
+    later = datetime(2025, 11, 30, tzinfo=UTC)
+    events_store(events=[event(event_id="a", at=later), event(event_id="b")])
+    events_store(events=[event(event_id="c", at=datetime(2025, 11, 1, tzinfo=UTC))])
+
+    visitor = Visitor.objects.get(user_pseudo_id="u1")
+    assert visitor.event_count == 3
+    assert visitor.first_seen == datetime(2025, 11, 1, tzinfo=UTC)
+    assert visitor.last_seen == later
+
+
+@pytest.mark.django_db
+def test_events_store__page_fields__taken_from_params():
+    events_store(
+        events=[
+            event(
+                params={
+                    "page_location": "https://x/",
+                    "page_referrer": "https://l/",
+                    "ga_session_id": "123",
+                }
+            )
+        ]
+    )
+
+    row = Event.objects.get()
+    assert (row.page_location, row.page_referrer, row.session_id) == (
+        "https://x/",
+        "https://l/",
+        "123",
+    )

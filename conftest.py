@@ -1,0 +1,130 @@
+"""Fixtures shared by every app's tests.
+
+The suite runs on whatever DATABASE_URL / REDIS_URL name (PostgreSQL and Redis in CI) and on
+the embedded defaults when they are unset. Tests that need a real service skip without it,
+except under REQUIRE_SERVICES=1 (set by .ci/run), where a missing service fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# Keep test keys apart from a developer's own data in the same Redis database.
+os.environ.setdefault("CACHE_KEY_PREFIX", f"test-{os.getpid()}")
+
+ROOT = Path(__file__).resolve().parent
+
+
+def require_service(name: str, available: bool) -> None:
+    if available:
+        return
+    message = f"needs {name}: set its URL in the environment (see .env.example)"
+    if os.environ.get("REQUIRE_SERVICES") == "1":
+        pytest.fail(f"REQUIRE_SERVICES=1 but the test {message}")
+    pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache() -> Iterator[None]:
+    from django.core.cache import cache
+
+    yield
+    if hasattr(cache, "delete_pattern"):
+        cache.delete_pattern("*")  # django-redis: only keys under our KEY_PREFIX
+    else:
+        cache.clear()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    url = os.environ.get("REDIS_URL", "")
+    require_service("Redis (REDIS_URL)", bool(url))
+    return url
+
+
+@pytest.fixture
+def postgres() -> None:
+    from django.db import connection
+
+    require_service("PostgreSQL (DATABASE_URL)", connection.vendor == "postgresql")
+
+
+@dataclass(frozen=True)
+class CeleryWorker:
+    queue: str
+    hostname: str
+    process: subprocess.Popen[bytes]
+
+
+def _test_database_url() -> str:
+    """The URL of the database pytest-django created, for processes we start ourselves."""
+    from django.db import connection
+
+    cfg = connection.settings_dict
+    if connection.vendor != "postgresql":
+        return os.environ.get("DATABASE_URL", "")
+    auth = cfg["USER"] + (f":{cfg['PASSWORD']}" if cfg.get("PASSWORD") else "")
+    return f"postgres://{auth}@{cfg['HOST'] or '127.0.0.1'}:{cfg['PORT'] or 5432}/{cfg['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[CeleryWorker]:
+    """A real `celery worker` process on the broker from the environment, on a queue of its own
+    so no other worker on the same broker takes our tasks."""
+    from django.conf import settings
+
+    from portfolio.celery import app
+
+    require_service("a Celery broker (REDIS_URL)", not settings.CELERY_TASK_ALWAYS_EAGER)
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    hostname = f"{queue}@localhost"
+    env = {**os.environ, "DATABASE_URL": _test_database_url(), "PYTHONUNBUFFERED": "1"}
+    log = open(ROOT / "var" / f"{queue}.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "portfolio",
+            "worker",
+            "--pool=solo",
+            "-Q",
+            queue,
+            "-n",
+            hostname,
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not app.control.ping(destination=[hostname], timeout=0.5):
+            if process.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                raise RuntimeError(
+                    f"celery worker did not start:\n{(ROOT / 'var' / f'{queue}.log').read_text()}"
+                )
+        yield CeleryWorker(queue=queue, hostname=hostname, process=process)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()

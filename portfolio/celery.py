@@ -1,0 +1,43 @@
+"""The Celery app: configuration comes from Django settings (CELERY_*); beat schedules live here."""
+
+import os
+
+from celery import Celery
+from celery.schedules import crontab
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portfolio.settings")
+
+app = Celery("portfolio")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.update(
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    # A task is acknowledged after it ran, and requeued if its worker dies mid-task:
+    # every task must therefore be idempotent.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_track_started=True,
+    result_expires=24 * 3600,
+    # With acks_late on Redis, an unacked task is redelivered after this; keep it above the
+    # hard time limit so a long task is not run twice while still running.
+    broker_transport_options={"visibility_timeout": 3600},
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+    timezone="UTC",
+)
+
+# Every periodic task, in one place.
+app.conf.beat_schedule = {
+    "ops-beat-heartbeat": {
+        "task": "ops.tasks.beat_heartbeat",
+        "schedule": 60.0,
+    },
+    "ops-purge-stale-task-results": {
+        "task": "celery.backend_cleanup",
+        "schedule": crontab(hour=4, minute=0),
+    },
+}
+
+app.autodiscover_tasks()

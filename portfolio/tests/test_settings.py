@@ -1,0 +1,150 @@
+"""Settings are read in fresh processes: each environment must produce its own configuration."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+SERVICE_VARS = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "CELERY_RESULT_BACKEND",
+    "DJANGO_ENV",
+    "DJANGO_SECRET_KEY",
+    "ALLOWED_HOSTS",
+    "DJANGO_SETTINGS_MODULE",
+)
+GOOD_SECRET = "k" * 30 + "-Zq9x_7YpL2mN4vB8cR1tW6eH3jA5sD0fG"
+
+
+def run_python(code: str, **env_overrides: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARS}
+    env["DJANGO_SETTINGS_MODULE"] = "portfolio.settings"
+    env.update(env_overrides)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def run_manage(*args: str, **env_overrides: str) -> subprocess.CompletedProcess[str]:
+    return run_python(
+        "import sys; from django.core.management import execute_from_command_line; "
+        f"execute_from_command_line(['manage.py', *{list(args)!r}])",
+        DJANGO_SETTINGS_MODULE="portfolio.settings",
+        **env_overrides,
+    )
+
+
+DESCRIBE = """
+import json, django
+from django.conf import settings
+django.setup()
+print(json.dumps({
+    "engine": settings.DATABASES["default"]["ENGINE"],
+    "db_name": str(settings.DATABASES["default"]["NAME"]),
+    "cache": settings.CACHES["default"]["BACKEND"],
+    "eager": settings.CELERY_TASK_ALWAYS_EAGER,
+    "debug": settings.DEBUG,
+}))
+"""
+
+
+def test_settings__no_environment__embedded_defaults():
+    result = run_python(DESCRIBE, DJANGO_SETTINGS_MODULE="portfolio.settings")
+
+    assert result.returncode == 0, result.stderr
+    described = json.loads(result.stdout)
+    assert described["engine"] == "django.db.backends.sqlite3"
+    assert described["db_name"].endswith("var/db.sqlite3")
+    assert described["cache"] == "django.core.cache.backends.locmem.LocMemCache"
+    assert described["eager"] is True
+
+
+def test_settings__service_urls__postgres_redis_and_a_real_broker():
+    result = run_python(
+        DESCRIBE,
+        DJANGO_SETTINGS_MODULE="portfolio.settings",
+        DATABASE_URL="postgres://app:secret@db.internal:5432/portfolio",
+        REDIS_URL="redis://cache.internal:6379/0",
+    )
+
+    assert result.returncode == 0, result.stderr
+    described = json.loads(result.stdout)
+    assert described["engine"] == "django.db.backends.postgresql"
+    assert described["db_name"] == "portfolio"
+    assert described["cache"] == "django_redis.cache.RedisCache"
+    assert described["eager"] is False
+
+
+def test_settings__production_without_secret_key__refuses_to_start_naming_it():
+    result = run_python(
+        DESCRIBE,
+        DJANGO_SETTINGS_MODULE="portfolio.settings",
+        DJANGO_ENV="production",
+        ALLOWED_HOSTS="example.com",
+        DATABASE_URL="postgres://app@db/portfolio",
+    )
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert "DJANGO_SECRET_KEY" in result.stderr
+    assert "ALLOWED_HOSTS" not in result.stderr.split("ImproperlyConfigured")[-1]
+
+
+def test_settings__production_nothing_set__names_every_missing_variable():
+    result = run_python(DESCRIBE, DJANGO_SETTINGS_MODULE="portfolio.settings.production")
+
+    assert result.returncode != 0
+    message = result.stderr.split("ImproperlyConfigured")[-1]
+    for name in ("DJANGO_SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL"):
+        assert name in message
+
+
+def test_settings__production_short_secret_key__refused():
+    result = run_python(
+        DESCRIBE,
+        DJANGO_ENV="production",
+        DJANGO_SECRET_KEY="short",
+        ALLOWED_HOSTS="example.com",
+        DATABASE_URL="postgres://app@db/portfolio",
+    )
+
+    assert result.returncode != 0
+    assert "at least 50 characters" in result.stderr
+
+
+def test_settings__production_secret_from_file__accepted(tmp_path):
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(GOOD_SECRET)
+
+    result = run_python(
+        DESCRIBE,
+        DJANGO_ENV="production",
+        DJANGO_SECRET_KEY_FILE=str(secret_file),
+        ALLOWED_HOSTS="example.com",
+        DATABASE_URL="postgres://app@db/portfolio",
+        REDIS_URL="redis://cache:6379/0",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["debug"] is False
+
+
+def test_check_deploy__production_configured__no_warnings():
+    result = run_manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DJANGO_ENV="production",
+        DJANGO_SECRET_KEY=GOOD_SECRET,
+        ALLOWED_HOSTS="portfolio.example.com",
+        DATABASE_URL="postgres://app@db/portfolio",
+        REDIS_URL="redis://cache:6379/0",
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
