@@ -43,7 +43,7 @@ typecheck: install
 migrations-check: install
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
-check: lint migrations-check test
+check: lint typecheck migrations-check test
 
 worker: install
 	$(BIN)/celery -A portfolio worker --loglevel=INFO

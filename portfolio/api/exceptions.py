@@ -66,7 +66,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, Ratelimited):
         return rate_limited_response(getattr(exc, "retry_after", 60))
     if isinstance(exc, exceptions.Throttled):
-        return rate_limited_response(exc.wait or 60)
+        return rate_limited_response(int(getattr(exc, "wait", None) or 60))
     if isinstance(exc, RequestDataTooBig):
         return Response(
             {"detail": "Request body too large."}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
