@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db import transaction
 
-from .models import Event, EventSource, Visitor
+from .models import Event, EventSource, RejectedEvent, Visitor
 
 # Below 1e11 a Unix timestamp is in seconds (until year 5138), below 1e14 in milliseconds.
 _SECONDS_BELOW = 10**11
@@ -150,3 +150,56 @@ def _visitors_record(rows: Iterable[Event]) -> None:
         visitor.event_count += count
         changed.append(visitor)
     Visitor.objects.bulk_update(changed, ["first_seen", "last_seen", "event_count"], batch_size=500)
+
+
+@dataclass
+class RejectedIn:
+    """Something a client sent that we refuse, and every reason why."""
+
+    payload: Any
+    reasons: list[dict[str, str]]  # [{"field": ..., "message": ..., "code": ...}]
+    context: str = ""
+    line_number: int | None = None
+
+
+def rejected_events_store(*, source: str, items: Sequence[RejectedIn]) -> int:
+    """Keep refused input as dead letters, so nothing a client sent is silently lost."""
+    if not items:
+        return 0
+    RejectedEvent.objects.bulk_create(
+        [
+            RejectedEvent(
+                source=source,
+                payload=item.payload if isinstance(item.payload, dict) else {"raw": item.payload},
+                reasons=item.reasons,
+                context=item.context[:300],
+                line_number=item.line_number,
+            )
+            for item in items
+        ],
+        batch_size=1000,
+    )
+    return len(items)
+
+
+def visitors_merge_traits(*, traits_by_visitor: dict[str, dict[str, Any]]) -> None:
+    """Merge what a source tells about visitors (user properties, device, geo, traffic source,
+    consent) into their traits; a newer value for a key replaces the older one.
+
+    Visitors must already exist (events_store creates them); unknown ids are ignored.
+    """
+    if not traits_by_visitor:
+        return
+    with transaction.atomic():
+        visitors = (
+            Visitor.objects.select_for_update()
+            .filter(user_pseudo_id__in=list(traits_by_visitor))
+            .order_by("user_pseudo_id")
+        )
+        changed = []
+        for visitor in visitors:
+            merged = {**visitor.traits, **traits_by_visitor[visitor.user_pseudo_id]}
+            if merged != visitor.traits:
+                visitor.traits = merged
+                changed.append(visitor)
+        Visitor.objects.bulk_update(changed, ["traits"], batch_size=500)

@@ -34,6 +34,10 @@ app.conf.beat_schedule = {
         "task": "ops.tasks.beat_heartbeat",
         "schedule": 60.0,
     },
+    "analytics-ga4-data-api-sync": {
+        "task": "analytics.tasks.sync_ga4_data_api",
+        "schedule": crontab(hour=3, minute=30),
+    },
     "ops-purge-stale-task-results": {
         "task": "celery.backend_cleanup",
         "schedule": crontab(hour=4, minute=0),

@@ -135,6 +135,25 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
 CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=2.0)
 
+# --- Event collection -------------------------------------------------------------------------
+EVENTS_MAX_BATCH = env.int("EVENTS_MAX_BATCH", default=500)
+EVENTS_MAX_BODY_BYTES = env.int("EVENTS_MAX_BODY_BYTES", default=1024 * 1024)
+EVENTS_MAX_FUTURE_HOURS = env.int("EVENTS_MAX_FUTURE_HOURS", default=72)
+# GA4 rejects Measurement Protocol bodies of 130 kB or more; so do we.
+MP_MAX_BODY_BYTES = env.int("MP_MAX_BODY_BYTES", default=130_000)
+GTAG_MAX_BODY_BYTES = env.int("GTAG_MAX_BODY_BYTES", default=130_000)
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(EVENTS_MAX_BODY_BYTES, 2_621_440)
+
+# --- GA4 Data API sync (off unless GA4_PROPERTY_ID is set) --------------------------------------
+GA4_PROPERTY_ID = env.str("GA4_PROPERTY_ID", default="")
+# Service-account JSON key file; GOOGLE_APPLICATION_CREDENTIALS is used when this is empty.
+GA4_CREDENTIALS_FILE = env.str("GA4_CREDENTIALS_FILE", default="")
+# Override the API host (a proxy, or a local server in tests), e.g. http://127.0.0.1:8085.
+GA4_DATA_API_ENDPOINT = env.str("GA4_DATA_API_ENDPOINT", default="")
+# GA4 keeps revising recent days; each sync re-pulls this many days up to yesterday.
+GA4_SYNC_DAYS = env.int("GA4_SYNC_DAYS", default=3)
+GA4_DATA_API_TIMEOUT = env.float("GA4_DATA_API_TIMEOUT", default=30.0)
+
 # --- REST framework and OpenAPI ----------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

@@ -1,0 +1,41 @@
+"""Celery tasks of the analytics app: thin wrappers that own retries and time limits."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from google.api_core import exceptions as google_exceptions
+
+logger = logging.getLogger(__name__)
+
+# Quota (429) and server-side (5xx) failures of the GA4 Data API are worth another try.
+GA4_RETRYABLE = (
+    google_exceptions.TooManyRequests,
+    google_exceptions.ServerError,
+    google_exceptions.ServiceUnavailable,
+)
+
+
+@shared_task(name="analytics.tasks.import_ga4_upload", soft_time_limit=3300, time_limit=3600)
+def import_ga4_upload(upload_id: int) -> None:
+    """Import a GA4 export file uploaded in admin. Idempotent: rows are deduplicated."""
+    from .ga4_export import import_upload
+
+    import_upload(upload_id)
+
+
+@shared_task(
+    name="analytics.tasks.sync_ga4_data_api",
+    autoretry_for=GA4_RETRYABLE,
+    retry_backoff=30,
+    retry_backoff_max=1800,
+    retry_jitter=True,
+    max_retries=5,
+)
+def sync_ga4_data_api(days: int | None = None) -> dict[str, int] | None:
+    """Pull the GA4 Data API's daily aggregates; a no-op with a log line when unconfigured."""
+    from .ga4_data_api import sync_daily_aggregates
+
+    result = sync_daily_aggregates(days=days)
+    return None if result is None else result.as_dict()
