@@ -75,7 +75,7 @@ class RejectedEvent(models.Model):
         return f"{self.source} rejected at {self.received_at:%Y-%m-%d %H:%M}"
 
 
-def _new_api_secret() -> str:
+def generate_api_secret() -> str:
     import secrets
 
     return secrets.token_urlsafe(24)
@@ -88,7 +88,7 @@ class MeasurementStream(models.Model):
     measurement_id = models.CharField(
         max_length=40, unique=True, help_text="As in GA4, e.g. G-ABC123XYZ."
     )
-    api_secret = models.CharField(max_length=64, default=_new_api_secret)
+    api_secret = models.CharField(max_length=64, default=generate_api_secret)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     secret_rotated_at = models.DateTimeField(null=True, blank=True)

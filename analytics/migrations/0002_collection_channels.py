@@ -61,7 +61,7 @@ class Migration(migrations.Migration):
                 ),
                 (
                     "api_secret",
-                    models.CharField(default=analytics.models._new_api_secret, max_length=64),
+                    models.CharField(default=analytics.models.generate_api_secret, max_length=64),
                 ),
                 ("is_active", models.BooleanField(default=True)),
                 ("created_at", models.DateTimeField(auto_now_add=True)),

@@ -119,6 +119,8 @@ else:
 # --- Rate limits (django-ratelimit) ----------------------------------------------------------
 RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
 RATELIMIT_USE_CACHE = "default"
+# A cache outage must not stop ingestion: requests pass unlimited while the cache is down.
+RATELIMIT_FAIL_OPEN = True
 RATELIMIT_EVENTS = env.str("RATELIMIT_EVENTS", default="100/m")
 # Proxies whose X-Forwarded-For we believe; empty means REMOTE_ADDR is the client.
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
