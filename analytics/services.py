@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from .models import Event, EventSource, RejectedEvent, Visitor
 
@@ -94,56 +94,125 @@ def _to_row(event: EventIn, source: str) -> Event:
 
 
 def events_store(*, events: Sequence[EventIn], source: str = EventSource.API) -> StoreResult:
-    """Insert new events and update their visitors, in one transaction; duplicates are dropped.
+    """Insert new events and fold them into their visitors, in one transaction.
 
-    A duplicate is an event whose dedupe key is already stored or repeats earlier in the batch.
+    A duplicate is an event whose dedupe key is already stored or repeats earlier in the batch;
+    it is dropped and counted. Counts are exact under concurrent requests on PostgreSQL.
     """
     rows: dict[str, Event] = {}
     for event in events:
         row = _to_row(event, source)
         rows.setdefault(row.dedupe_key, row)
+    # One lock order for every writer, so overlapping batches cannot deadlock.
+    ordered = [rows[key] for key in sorted(rows)]
     with transaction.atomic():
-        existing = set(
-            Event.objects.filter(dedupe_key__in=list(rows)).values_list("dedupe_key", flat=True)
-        )
-        new_rows = [row for key, row in rows.items() if key not in existing]
-        # ignore_conflicts covers a concurrent request that inserted the same key meanwhile.
-        Event.objects.bulk_create(new_rows, batch_size=1000, ignore_conflicts=True)
-        _visitors_record(new_rows)
+        if connection.vendor == "postgresql":
+            inserted = _events_insert_postgres(ordered)
+        else:
+            inserted = _events_insert_portable(ordered)
+        visitors_fold_events(inserted)
     return StoreResult(
-        accepted=len(new_rows),
-        duplicates=len(events) - len(new_rows),
-        user_pseudo_ids=tuple(sorted({row.user_pseudo_id for row in new_rows})),
+        accepted=len(inserted),
+        duplicates=len(events) - len(inserted),
+        user_pseudo_ids=tuple(sorted({uid for uid, _ in inserted})),
     )
 
 
-def _visitors_record(rows: Iterable[Event]) -> None:
-    """Fold a batch of new events into their visitors' first/last seen and counts."""
-    summary: dict[str, tuple[datetime, datetime, int]] = {}
+NewEvent = tuple[str, datetime]  # (user_pseudo_id, occurred_at) of an inserted event
+
+_INSERT_EVENTS_SQL = """
+INSERT INTO analytics_event (event_name, user_pseudo_id, event_params, occurred_at, received_at,
+                             source, session_id, page_location, page_referrer, dedupe_key)
+SELECT n, u, p, o, now(), s, si, pl, pr, k
+FROM unnest(%s::text[], %s::text[], %s::jsonb[], %s::timestamptz[], %s::text[], %s::text[],
+            %s::text[], %s::text[], %s::text[]) AS t(n, u, p, o, s, si, pl, pr, k)
+ON CONFLICT (dedupe_key) DO NOTHING
+RETURNING user_pseudo_id, occurred_at
+"""
+
+
+def _events_insert_postgres(rows: Sequence[Event]) -> list[NewEvent]:
+    """One statement; RETURNING says exactly which rows were new, even under a race."""
+    if not rows:
+        return []
+    columns: list[list[Any]] = [[] for _ in range(9)]
     for row in rows:
-        first, last, count = summary.get(row.user_pseudo_id, (row.occurred_at, row.occurred_at, 0))
-        summary[row.user_pseudo_id] = (
-            min(first, row.occurred_at),
-            max(last, row.occurred_at),
-            count + 1,
+        for column, value in zip(
+            columns,
+            (
+                row.event_name,
+                row.user_pseudo_id,
+                json.dumps(row.event_params, separators=(",", ":")),
+                row.occurred_at,
+                row.source,
+                row.session_id,
+                row.page_location,
+                row.page_referrer,
+                row.dedupe_key,
+            ),
+            strict=True,
+        ):
+            column.append(value)
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_EVENTS_SQL, columns)
+        return [(uid, occurred_at) for uid, occurred_at in cursor.fetchall()]
+
+
+def _events_insert_portable(rows: Sequence[Event]) -> list[NewEvent]:
+    existing = set(
+        Event.objects.filter(dedupe_key__in=[row.dedupe_key for row in rows]).values_list(
+            "dedupe_key", flat=True
         )
+    )
+    new_rows = [row for row in rows if row.dedupe_key not in existing]
+    Event.objects.bulk_create(new_rows, batch_size=1000, ignore_conflicts=True)
+    return [(row.user_pseudo_id, row.occurred_at) for row in new_rows]
+
+
+_UPSERT_VISITORS_SQL = """
+INSERT INTO analytics_visitor (user_pseudo_id, first_seen, last_seen, event_count, traits)
+SELECT u, f, l, c, '{}'::jsonb
+FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[], %s::int[]) AS t(u, f, l, c)
+ON CONFLICT (user_pseudo_id) DO UPDATE SET
+    first_seen = LEAST(analytics_visitor.first_seen, EXCLUDED.first_seen),
+    last_seen = GREATEST(analytics_visitor.last_seen, EXCLUDED.last_seen),
+    event_count = analytics_visitor.event_count + EXCLUDED.event_count
+"""
+
+
+def visitors_fold_events(new_events: Iterable[NewEvent]) -> None:
+    """Fold newly inserted events into their visitors' first/last seen and event counts.
+
+    Call it inside the transaction that inserted the events, with only the new ones.
+    """
+    summary: dict[str, tuple[datetime, datetime, int]] = {}
+    for uid, occurred_at in new_events:
+        first, last, count = summary.get(uid, (occurred_at, occurred_at, 0))
+        summary[uid] = (min(first, occurred_at), max(last, occurred_at), count + 1)
     if not summary:
+        return
+    ids = sorted(summary)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _UPSERT_VISITORS_SQL,
+                [
+                    ids,
+                    [summary[uid][0] for uid in ids],
+                    [summary[uid][1] for uid in ids],
+                    [summary[uid][2] for uid in ids],
+                ],
+            )
         return
     Visitor.objects.bulk_create(
         [
-            Visitor(user_pseudo_id=uid, first_seen=first, last_seen=last, event_count=0)
-            for uid, (first, last, _count) in summary.items()
+            Visitor(user_pseudo_id=uid, first_seen=summary[uid][0], last_seen=summary[uid][1])
+            for uid in ids
         ],
         ignore_conflicts=True,
     )
-    # Lock in a stable order so two batches touching the same visitors cannot deadlock.
-    visitors = (
-        Visitor.objects.select_for_update()
-        .filter(user_pseudo_id__in=list(summary))
-        .order_by("user_pseudo_id")
-    )
     changed = []
-    for visitor in visitors:
+    for visitor in Visitor.objects.select_for_update().filter(user_pseudo_id__in=ids):
         first, last, count = summary[visitor.user_pseudo_id]
         visitor.first_seen = min(visitor.first_seen, first)
         visitor.last_seen = max(visitor.last_seen, last)

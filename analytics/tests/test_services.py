@@ -90,3 +90,29 @@ def test_events_store__page_fields__taken_from_params():
         "https://l/",
         "123",
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_store__concurrent_overlapping_batches__exact_counts(postgres):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    batches = [
+        [event(user=f"u{i % 7}", event_id=f"e{(start + i) % 60}") for i in range(40)]
+        for start in range(0, 60, 10)
+    ]
+
+    def store(batch):
+        try:
+            return events_store(events=batch)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(store, batches))
+
+    stored = Event.objects.count()
+    assert sum(r.accepted for r in results) == stored
+    assert sum(r.accepted + r.duplicates for r in results) == 40 * len(batches)
+    assert sum(Visitor.objects.values_list("event_count", flat=True)) == stored
