@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install lint format typecheck migrations-check check clean worker beat
+.PHONY: run test install lint format typecheck migrations-check check clean worker beat bench
 
 $(STAMP): requirements/base.txt requirements/production.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -1,0 +1,156 @@
+"""Shared plumbing for `make bench`: a scratch PostgreSQL database, a gunicorn server, COPY."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+BENCH_DB = os.environ.get("BENCH_DB", "portfolio_bench")
+BENCH_DATABASE_URL = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{BENCH_DB}"
+BENCH_REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/2")
+
+
+def bench_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"DJANGO_ENV", "DJANGO_SETTINGS_MODULE"}}
+    env.update(
+        DATABASE_URL=BENCH_DATABASE_URL,
+        REDIS_URL=BENCH_REDIS_URL,
+        DJANGO_DEBUG="false",
+        LOG_LEVEL="WARNING",
+        DJANGO_SETTINGS_MODULE="portfolio.settings",
+    )
+    env.update(extra)
+    return env
+
+
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=bench_env(**env),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+
+
+def reset_database() -> None:
+    """A fresh scratch database with the current schema."""
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+    manage("migrate", "--noinput")
+
+
+def truncate(*tables: str) -> None:
+    with psycopg.connect(BENCH_DATABASE_URL, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
+        conn.execute("VACUUM ANALYZE")
+
+
+EVENT_COLUMNS = (
+    "event_name, user_pseudo_id, event_params, occurred_at, received_at, source, session_id, "
+    "page_location, page_referrer, dedupe_key"
+)
+
+
+def copy_ceiling(rows: Sequence[tuple[object, ...]]) -> float:
+    """Rows/s of PostgreSQL's own COPY of `rows` (EVENT_COLUMNS) into a table shaped and indexed
+    like analytics_event: the ceiling any ingestion path can approach."""
+    with psycopg.connect(BENCH_DATABASE_URL) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_copy_event")
+        conn.execute("CREATE TABLE bench_copy_event (LIKE analytics_event INCLUDING ALL)")
+        conn.commit()
+        started = time.perf_counter()
+        with (
+            conn.cursor() as cursor,
+            cursor.copy(f"COPY bench_copy_event ({EVENT_COLUMNS}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+        elapsed = time.perf_counter() - started
+        conn.execute("DROP TABLE bench_copy_event")
+        conn.commit()
+    return len(rows) / elapsed
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def gunicorn(
+    *, workers: int = 2, threads: int = 4, extra_env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """A gunicorn server on the bench database; yields its base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "portfolio.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            str(threads),
+            "--log-level",
+            "warning",
+            "--max-requests",
+            "0",
+        ],
+        cwd=ROOT,
+        env=bench_env(RATELIMIT_ENABLE="false", **(extra_env or {})),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=1) as response:  # noqa: S310
+                    if response.status == 200:
+                        break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"gunicorn did not start: {process.stderr.read()!r}"
+                    ) from None
+                time.sleep(0.2)
+        yield base
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def median_of(runs: int, measure: Callable[[int], float]) -> tuple[float, list[float]]:
+    figures = [measure(run) for run in range(runs)]
+    return statistics.median(figures), figures
+
+
+def peak_rss_mib_of_children() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
