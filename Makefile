@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install lint format typecheck migrations-check check clean worker beat bench
+.PHONY: run test install lint format typecheck migrations-check check clean worker beat bench eval
 
 $(STAMP): requirements/base.txt requirements/production.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,3 +53,7 @@ beat: install
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache
+
+## make eval: segmentation accuracy, macro-F1 and calibration on labelled synthetic visitors
+eval: install
+	$(BIN)/python manage.py evaluate_segments

@@ -45,6 +45,32 @@ def _clean_cache() -> Iterator[None]:
         cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_process_caches() -> Iterator[None]:
+    from personalization.selectors import process_caches_clear
+
+    process_caches_clear()
+    yield
+    process_caches_clear()
+
+
+@pytest.fixture(autouse=True)
+def _celery_in_process(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tasks queued by the code under test run in-process, so no test leaves messages on a
+    shared broker; tests that take `celery_worker` send theirs to the real worker instead."""
+    from portfolio.celery import app
+
+    if "celery_worker" in request.fixturenames:
+        yield
+        return
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    try:
+        yield
+    finally:
+        app.conf.task_always_eager = previous
+
+
 @pytest.fixture
 def redis_url() -> str:
     url = os.environ.get("REDIS_URL", "")

@@ -11,7 +11,10 @@ from typing import Any
 
 from django.db import connection, transaction
 
+from ops.metrics import EVENTS_DUPLICATE, EVENTS_INGESTED
+
 from .models import Event, EventSource, RejectedEvent, Visitor
+from .signals import events_stored
 
 # Below 1e11 a Unix timestamp is in seconds (until year 5138), below 1e14 in milliseconds.
 _SECONDS_BELOW = 10**11
@@ -111,11 +114,21 @@ def events_store(*, events: Sequence[EventIn], source: str = EventSource.API) ->
         else:
             inserted = _events_insert_portable(ordered)
         visitors_fold_events(inserted)
+        user_pseudo_ids = tuple(sorted({uid for uid, _ in inserted}))
+        if user_pseudo_ids:
+            transaction.on_commit(lambda: events_stored_announce(user_pseudo_ids, source))
+    EVENTS_INGESTED.labels(source).inc(len(inserted))
+    EVENTS_DUPLICATE.labels(source).inc(len(events) - len(inserted))
     return StoreResult(
         accepted=len(inserted),
         duplicates=len(events) - len(inserted),
-        user_pseudo_ids=tuple(sorted({uid for uid, _ in inserted})),
+        user_pseudo_ids=user_pseudo_ids,
     )
+
+
+def events_stored_announce(user_pseudo_ids: tuple[str, ...], source: str) -> None:
+    """Tell listeners (re-segmentation) which visitors have new events. Call after commit."""
+    events_stored.send(sender=Event, user_pseudo_ids=user_pseudo_ids, source=source)
 
 
 NewEvent = tuple[str, datetime]  # (user_pseudo_id, occurred_at) of an inserted event

@@ -45,3 +45,122 @@ class Skill(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Segment(models.Model):
+    """An audience segment. Its prior is its raw score before any evidence."""
+
+    code = models.SlugField(max_length=40, unique=True, help_text="e.g. ML_ENGINEER")
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True, default="")
+    prior = models.FloatField(default=0.0, help_text="Raw score with no evidence at all.")
+    topic_tags = models.JSONField(
+        default=list, blank=True, help_text="Catalog tags this audience cares about."
+    )
+    recommendation = models.TextField(
+        blank=True, default="", help_text="What to show this audience, in a sentence."
+    )
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "code"]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class Signal(models.Model):
+    """Evidence for a segment: matching events count (decayed, capped) times the weight."""
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="signals")
+    label = models.CharField(max_length=120, help_text="Shown in explanations.")
+    event_name = models.CharField(max_length=100)
+    # [{"param": "project_id", "op": "tag", "value": ["ml", "ai"]}, ...]; all must hold.
+    conditions = models.JSONField(default=list, blank=True)
+    weight = models.FloatField(default=1.0)
+    cap = models.FloatField(default=5.0, help_text="Most (decayed) matches counted per visitor.")
+    half_life_days = models.FloatField(
+        null=True, blank=True, default=30.0, help_text="Empty: no time decay."
+    )
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["segment__position", "event_name", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.segment.code}: {self.label}"
+
+
+class VisitorProfile(models.Model):
+    """The latest segmentation of one visitor, with its exact explanation."""
+
+    user_pseudo_id = models.CharField(max_length=200, unique=True)
+    segment = models.CharField(max_length=40)
+    confidence = models.FloatField()
+    scores = models.JSONField(default=dict)
+    raw_scores = models.JSONField(default=dict)
+    explanation = models.JSONField(default=dict)
+    event_count = models.PositiveIntegerField(default=0)
+    computed_at = models.DateTimeField()
+    model_version = models.CharField(max_length=40)
+    # Bumped on every recompute that changes the answer; part of the cache entry's identity.
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        indexes = [models.Index(fields=["segment"], name="profile_segment_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.user_pseudo_id}: {self.segment} ({self.confidence:.0%})"
+
+
+class RuleStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    ACTIVE = "active", "Active"
+    ARCHIVED = "archived", "Archived"
+
+
+class RuleSource(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    LLM = "llm", "LLM suggestion"
+
+
+class PersonalizationRule(models.Model):
+    """What a segment is shown (the seed's ValidatedRuleOverride). One active rule per segment;
+    empty project or skill lists are filled from the catalog by the segment's topic tags."""
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="rules")
+    version = models.PositiveIntegerField(default=1)
+    status = models.CharField(max_length=10, choices=RuleStatus.choices, default=RuleStatus.DRAFT)
+    source = models.CharField(max_length=10, choices=RuleSource.choices, default=RuleSource.ADMIN)
+    priority_sections = models.JSONField(default=list, blank=True)
+    featured_projects = models.JSONField(default=list, blank=True)
+    highlight_skills = models.JSONField(default=list, blank=True)
+    reasoning = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=150, blank=True, default="")
+    activated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["segment__position", "-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["segment"],
+                condition=models.Q(status="active"),
+                name="one_active_rule_per_segment",
+            ),
+            models.UniqueConstraint(fields=["segment", "version"], name="rule_version_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.segment.code} v{self.version} ({self.status})"
+
+
+class RuleSetVersion(models.Model):
+    """A single row whose counter goes up with every rule or signal change: the personalization
+    cache compares it with the version its entries were built for."""
+
+    version = models.PositiveBigIntegerField(default=1)
+    changed_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"rule set v{self.version}"

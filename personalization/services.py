@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.core.cache import cache as djcache
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 
-from . import demo_catalog
-from .models import Project, Section, Skill
+from ops.metrics import VISITORS_SEGMENTED
+
+from . import cache, demo_catalog
+from .models import (
+    PersonalizationRule,
+    Project,
+    RuleSetVersion,
+    RuleStatus,
+    Section,
+    Segment,
+    Skill,
+    VisitorProfile,
+)
+from .scoring import Decision, ScoringModel, explanation, score_visitor
+from .selectors import scoring_model_get, visitor_events
 
 
 @dataclass(frozen=True)
@@ -26,8 +45,128 @@ def catalog_load_demo() -> CatalogCounts:
         Project.objects.update_or_create(slug=project["slug"], defaults=dict(project))
     for skill in demo_catalog.SKILLS:
         Skill.objects.update_or_create(name=skill["name"], defaults={"tags": skill["tags"]})
+    ruleset_bump()  # topics feed scoring and featured lists
     return CatalogCounts(
         sections=Section.objects.count(),
         projects=Project.objects.count(),
         skills=Skill.objects.count(),
     )
+
+
+# --- Segmentation ------------------------------------------------------------------------------
+
+
+def visitor_resegment(*, user_pseudo_id: str, now: datetime | None = None) -> VisitorProfile | None:
+    """Score one visitor from all its events and store the profile; None if it has no events.
+
+    The profile's version goes up only when the answer changes, and the new version is
+    published to the cache after commit so the next personalization request sees it.
+    """
+    now = now or timezone.now()
+    model = scoring_model_get()
+    events = visitor_events(user_pseudo_id=user_pseudo_id)
+    if not events:
+        return None
+    decision = score_visitor(model, events, now=now)
+    with transaction.atomic():
+        profile = (
+            VisitorProfile.objects.select_for_update().filter(user_pseudo_id=user_pseudo_id).first()
+        )
+        fields = profile_fields(decision, model, now)
+        created = False
+        if profile is None:
+            try:
+                with transaction.atomic():  # savepoint: a concurrent task may create it first
+                    profile = VisitorProfile.objects.create(user_pseudo_id=user_pseudo_id, **fields)
+                created = True
+            except IntegrityError:
+                profile = VisitorProfile.objects.select_for_update().get(
+                    user_pseudo_id=user_pseudo_id
+                )
+        if not created:
+            changed = any(
+                getattr(profile, name) != fields[name]
+                for name in ("segment", "scores", "explanation", "event_count")
+            )
+            for name, value in fields.items():
+                setattr(profile, name, value)
+            profile.version += int(changed)
+            profile.save()
+        version = profile.version
+        transaction.on_commit(lambda: cache.publish_profile_version(user_pseudo_id, version))
+    VISITORS_SEGMENTED.labels(decision.segment).inc()
+    return profile
+
+
+def profile_fields(decision: Decision, model: ScoringModel, now: datetime) -> dict[str, Any]:
+    segments = {s.code: s for s in model.segments}
+    return {
+        "segment": decision.segment,
+        "confidence": round(decision.confidence, 6),
+        "scores": {code: round(value, 6) for code, value in decision.scores.items()},
+        "raw_scores": {code: round(value, 6) for code, value in decision.raw_scores.items()},
+        "explanation": explanation(decision, segments),
+        "event_count": decision.event_count,
+        "computed_at": now,
+        "model_version": model.version,
+    }
+
+
+def resegment_request(*, user_pseudo_ids: Iterable[str]) -> int:
+    """Queue re-segmentation of visitors after new events, at most one pending task each.
+
+    The first event of a burst queues a task `RESEGMENT_DEBOUNCE_SECONDS` later; later events
+    of the burst find it pending and add nothing, and the task reads them all when it runs.
+    """
+    from .tasks import resegment_visitor
+
+    queued = 0
+    delay = settings.RESEGMENT_DEBOUNCE_SECONDS
+    for uid in user_pseudo_ids:
+        try:
+            first = djcache.add(pending_key(uid), 1, timeout=delay * 6 + 60)
+        except Exception:  # no cache, no debounce: queue anyway
+            first = True
+        if first:
+            resegment_visitor.apply_async(args=[uid], countdown=delay)
+            queued += 1
+    return queued
+
+
+def pending_key(user_pseudo_id: str) -> str:
+    return f"p13n:pending:{user_pseudo_id}"
+
+
+# --- Rules ----------------------------------------------------------------------------------------
+
+
+def ruleset_bump() -> int:
+    """Every rule, signal, segment or catalog change calls this: cached responses and the
+    in-process scoring model turn over on the next request."""
+    with transaction.atomic():
+        row = RuleSetVersion.objects.select_for_update().order_by("pk").first()
+        if row is None:
+            row = RuleSetVersion.objects.create(version=1)
+        row.version += 1
+        row.save(update_fields=["version", "changed_at"])
+        version = row.version
+        transaction.on_commit(lambda: cache.publish_ruleset(version))
+    return version
+
+
+@transaction.atomic
+def rule_activate(*, rule: PersonalizationRule, actor: str = "") -> PersonalizationRule:
+    """Make `rule` its segment's active rule; the one it replaces is archived."""
+    PersonalizationRule.objects.filter(segment=rule.segment, status=RuleStatus.ACTIVE).exclude(
+        pk=rule.pk
+    ).update(status=RuleStatus.ARCHIVED)
+    rule.status = RuleStatus.ACTIVE
+    rule.activated_at = timezone.now()
+    rule.save(update_fields=["status", "activated_at"])
+    ruleset_bump()
+    return rule
+
+
+def rule_next_version(*, segment: Segment) -> int:
+    last = segment.rules.order_by("-version").values_list("version", flat=True).first()
+    return (last or 0) + 1

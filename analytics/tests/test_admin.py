@@ -42,9 +42,8 @@ def test_stream_admin__rotate_secret__new_secret_and_timestamp(staff_client):
     ],
 )
 def test_admin_changelists__staff__render(staff_client, path):
-    rejected_events_store(
-        source="mp", items=[RejectedIn(payload="garbage", reasons=[{"field": "body", "message": "x"}])]
-    )
+    reasons = [{"field": "body", "message": "x"}]
+    rejected_events_store(source="mp", items=[RejectedIn(payload="garbage", reasons=reasons)])
 
     assert staff_client.get(path).status_code == 200
 

@@ -5,6 +5,7 @@ import time
 
 import pytest
 from django.db import connection
+from django_ratelimit.core import _get_window
 
 from analytics.models import Event, Visitor
 
@@ -200,12 +201,23 @@ def test_post__text_plain_beacon__accepted(client):
     assert response.status_code == 201
 
 
+def steady_ip(prefix: str, seconds_needed: int = 20) -> str:
+    """An address whose rate-limit window (django-ratelimit offsets each key's minute by a hash
+    of the key) will not roll over during the test, so the count cannot reset mid-test."""
+    for last in range(1, 255):
+        ip = f"{prefix}.{last}"
+        if _get_window(ip, 60) - int(time.time()) >= seconds_needed:
+            return ip
+    raise AssertionError("no steady address")
+
+
 def test_post__101_requests_in_a_minute__429_with_retry_after(client, settings):
     settings.RATELIMIT_EVENTS = "100/m"
+    ip = steady_ip("10.3.0")
     for i in range(100):
-        assert post(client, {**EXAMPLE, "event_id": str(i)}).status_code == 201
+        assert post(client, {**EXAMPLE, "event_id": str(i)}, REMOTE_ADDR=ip).status_code == 201
 
-    response = post(client, {**EXAMPLE, "event_id": "101"})
+    response = post(client, {**EXAMPLE, "event_id": "101"}, REMOTE_ADDR=ip)
 
     assert response.status_code == 429
     assert response.json() == {"detail": "Rate limit exceeded. Try again later."}
@@ -215,19 +227,21 @@ def test_post__101_requests_in_a_minute__429_with_retry_after(client, settings):
 
 def test_rate_limit__other_client_ip__own_budget(client, settings):
     settings.RATELIMIT_EVENTS = "2/m"
+    first, second = steady_ip("10.1.1"), steady_ip("10.1.2")
     for _ in range(2):
-        post(client, EXAMPLE, REMOTE_ADDR="10.1.1.1")
+        post(client, EXAMPLE, REMOTE_ADDR=first)
 
-    assert post(client, EXAMPLE, REMOTE_ADDR="10.1.1.1").status_code == 429
-    assert post(client, EXAMPLE, REMOTE_ADDR="10.1.1.2").status_code == 201
+    assert post(client, EXAMPLE, REMOTE_ADDR=first).status_code == 429
+    assert post(client, EXAMPLE, REMOTE_ADDR=second).status_code == 201
 
 
 def test_rate_limit__forwarded_for_from_untrusted_peer__ignored(client, settings):
     settings.RATELIMIT_EVENTS = "1/m"
     settings.TRUSTED_PROXIES = []
-    post(client, EXAMPLE, REMOTE_ADDR="10.1.1.1", HTTP_X_FORWARDED_FOR="1.1.1.1")
+    peer = steady_ip("10.4.0")
+    post(client, EXAMPLE, REMOTE_ADDR=peer, HTTP_X_FORWARDED_FOR="1.1.1.1")
 
-    spoofed = post(client, EXAMPLE, REMOTE_ADDR="10.1.1.1", HTTP_X_FORWARDED_FOR="2.2.2.2")
+    spoofed = post(client, EXAMPLE, REMOTE_ADDR=peer, HTTP_X_FORWARDED_FOR="2.2.2.2")
 
     assert spoofed.status_code == 429
 
@@ -235,16 +249,19 @@ def test_rate_limit__forwarded_for_from_untrusted_peer__ignored(client, settings
 def test_rate_limit__behind_trusted_proxy__limits_forwarded_client(client, settings):
     settings.RATELIMIT_EVENTS = "1/m"
     settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
-    post(client, EXAMPLE, REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR="1.1.1.1")
+    client_ip, other_ip = steady_ip("203.0.113"), steady_ip("198.51.100")
+    post(client, EXAMPLE, REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR=client_ip)
 
-    other = post(client, EXAMPLE, REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR="2.2.2.2")
-    same = post(client, EXAMPLE, REMOTE_ADDR="10.0.0.6", HTTP_X_FORWARDED_FOR="9.9.9.9, 1.1.1.1")
+    other = post(client, EXAMPLE, REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR=other_ip)
+    same = post(
+        client, EXAMPLE, REMOTE_ADDR="10.0.0.6", HTTP_X_FORWARDED_FOR=f"9.9.9.9, {client_ip}"
+    )
 
     assert other.status_code == 201
     assert same.status_code == 429
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_post__database_unreachable__503_retry_after_nothing_half_written(client, postgres):
     # Point the live connection at a closed port: the next query has to reconnect and fails.
     good_port = connection.settings_dict["PORT"]

@@ -92,7 +92,7 @@ def test_events_store__page_fields__taken_from_params():
     )
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_events_store__concurrent_overlapping_batches__exact_counts(postgres):
     from concurrent.futures import ThreadPoolExecutor
 

@@ -156,6 +156,20 @@ GA4_DATA_API_ENDPOINT = env.str("GA4_DATA_API_ENDPOINT", default="")
 GA4_SYNC_DAYS = env.int("GA4_SYNC_DAYS", default=3)
 GA4_DATA_API_TIMEOUT = env.float("GA4_DATA_API_TIMEOUT", default=30.0)
 
+# --- Segmentation and personalization ----------------------------------------------------------
+# Softmax temperature: higher spreads the scores, lower sharpens the winner.
+SCORING_TEMPERATURE = env.float("SCORING_TEMPERATURE", default=1.0)
+# Visitors with fewer events stay CASUAL whatever they did.
+SCORING_MIN_EVENTS = env.int("SCORING_MIN_EVENTS", default=3)
+# A visitor's re-segmentation waits this long after its first new event, to batch a burst.
+RESEGMENT_DEBOUNCE_SECONDS = env.int("RESEGMENT_DEBOUNCE_SECONDS", default=10)
+# Share of visitors kept on the default experience to measure what personalization buys.
+PERSONALIZATION_HOLDOUT_PERCENT = env.float("PERSONALIZATION_HOLDOUT_PERCENT", default=10.0)
+PERSONALIZATION_HOLDOUT_SALT = env.str("PERSONALIZATION_HOLDOUT_SALT", default="holdout-v1")
+PERSONALIZATION_CACHE_TIMEOUT = env.int("PERSONALIZATION_CACHE_TIMEOUT", default=3600)
+PERSONALIZATION_FEATURED_PROJECTS = env.int("PERSONALIZATION_FEATURED_PROJECTS", default=4)
+PERSONALIZATION_HIGHLIGHT_SKILLS = env.int("PERSONALIZATION_HIGHLIGHT_SKILLS", default=6)
+
 # --- REST framework and OpenAPI ----------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

@@ -1,0 +1,298 @@
+"""Deterministic segmentation with an exact explanation.
+
+raw score(segment) = prior + Σ over its signals of weight * min(cap, Σ decay(age) of matches)
+scores = softmax(raw / temperature); confidence = the winner's score.
+
+The contributions listed in an explanation add up, with the prior, to each raw score. Pure
+functions over plain data: the same engine serves the Celery task, `resegment --all` and
+`make eval` (which runs it on synthetic visitors without a database).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+CASUAL = "CASUAL"
+SECONDS_PER_DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class EventView:
+    """The parts of an event the scorer reads."""
+
+    event_name: str
+    params: Mapping[str, Any]
+    occurred_at: datetime
+    page_referrer: str = ""
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    code: str
+    name: str
+    prior: float
+    description: str = ""
+    recommendation: str = ""
+    topic_tags: tuple[str, ...] = ()
+
+
+Matcher = Callable[[EventView], bool]
+
+
+@dataclass(frozen=True)
+class SignalSpec:
+    id: int
+    segment: str
+    label: str
+    event_name: str  # "*" matches any event
+    conditions: tuple[Mapping[str, Any], ...]
+    weight: float
+    cap: float
+    half_life_days: float | None
+
+
+@dataclass(frozen=True)
+class Contribution:
+    signal: str
+    segment: str
+    weight: float
+    count: float
+    contribution: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "signal": self.signal,
+            "segment": self.segment,
+            "weight": self.weight,
+            "count": round(self.count, 4),
+            "contribution": round(self.contribution, 4),
+        }
+
+
+@dataclass(frozen=True)
+class Decision:
+    segment: str
+    confidence: float
+    scores: dict[str, float]
+    raw_scores: dict[str, float]
+    contributions: list[Contribution]
+    event_count: int
+    thin_evidence: bool
+
+
+def _param(event: EventView, name: str) -> Any:
+    if name == "page_referrer":
+        return event.page_referrer or event.params.get("page_referrer", "")
+    if name == "referrer_host":
+        referrer = event.page_referrer or event.params.get("page_referrer", "")
+        return (urlsplit(str(referrer)).hostname or "") if referrer else ""
+    if name == "traffic_source":
+        return event.params.get("source") or event.params.get("utm_source") or ""
+    return event.params.get(name)
+
+
+class CatalogTags:
+    """Topic tags of the catalog items an event may name (project slugs, skill names)."""
+
+    def __init__(self, projects: Mapping[str, Iterable[str]], skills: Mapping[str, Iterable[str]]):
+        self.by_item: dict[str, frozenset[str]] = {}
+        for name, tags in skills.items():
+            self.by_item[name.lower()] = frozenset(t.lower() for t in tags)
+        for slug, tags in projects.items():
+            self.by_item[slug.lower()] = frozenset(t.lower() for t in tags)
+
+    def tags(self, item: Any) -> frozenset[str]:
+        return self.by_item.get(str(item).lower(), frozenset()) if item is not None else frozenset()
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(str(value))
+    except ValueError:
+        return None
+
+
+def compile_condition(condition: Mapping[str, Any], catalog: CatalogTags) -> Matcher:
+    """One condition of a signal → a predicate on events. Unknown ops never match."""
+    param, op, expected = (
+        condition.get("param", ""),
+        condition.get("op", "exists"),
+        condition.get("value"),
+    )
+    if op == "exists":
+        return lambda e: _param(e, param) not in (None, "")
+    if op == "equals":
+        return lambda e: str(_param(e, param)).lower() == str(expected).lower()
+    if op == "in":
+        allowed = {str(v).lower() for v in (expected or [])}
+        return lambda e: str(_param(e, param)).lower() in allowed
+    if op == "contains":
+        needle = str(expected).lower()
+        return lambda e: needle in str(_param(e, param) or "").lower()
+    if op == "regex":
+        pattern = re.compile(str(expected), re.IGNORECASE)
+        return lambda e: bool(pattern.search(str(_param(e, param) or "")))
+    if op == "tag":
+        wanted = frozenset(str(v).lower() for v in (expected or []))
+        return lambda e: bool(catalog.tags(_param(e, param)) & wanted)
+    if op in {"gte", "lte"}:
+        bound = _number(expected)
+        if bound is None:
+            return lambda e: False
+
+        def compare(e: EventView) -> bool:
+            value = _number(_param(e, param))
+            if value is None:
+                return False
+            return value >= bound if op == "gte" else value <= bound
+
+        return compare
+    return lambda e: False
+
+
+@dataclass
+class ScoringModel:
+    segments: list[SegmentSpec]
+    signals: list[SignalSpec]
+    catalog: CatalogTags
+    temperature: float = 1.0
+    min_events: int = 3
+    _matchers: dict[int, list[Matcher]] = field(default_factory=dict, repr=False)
+    _by_event: dict[str, list[SignalSpec]] = field(default_factory=dict, repr=False)
+    version: str = ""
+
+    def __post_init__(self) -> None:
+        for signal in self.signals:
+            self._matchers[signal.id] = [
+                compile_condition(c, self.catalog) for c in signal.conditions
+            ]
+            self._by_event.setdefault(signal.event_name, []).append(signal)
+        if not self.version:
+            self.version = model_version(self)
+
+    def signals_for(self, event_name: str) -> list[SignalSpec]:
+        return self._by_event.get(event_name, []) + self._by_event.get("*", [])
+
+    def matches(self, signal: SignalSpec, event: EventView) -> bool:
+        return all(matcher(event) for matcher in self._matchers[signal.id])
+
+
+def model_version(model: ScoringModel) -> str:
+    """A short hash of everything that shapes a decision, stored with every profile."""
+    material = {
+        "segments": [(s.code, s.prior) for s in model.segments],
+        "signals": [
+            (s.id, s.segment, s.event_name, list(s.conditions), s.weight, s.cap, s.half_life_days)
+            for s in model.signals
+        ],
+        "catalog": sorted((k, sorted(v)) for k, v in model.catalog.by_item.items()),
+        "temperature": model.temperature,
+        "min_events": model.min_events,
+    }
+    digest = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:12]
+
+
+def _decay(age_seconds: float, half_life_days: float | None) -> float:
+    if not half_life_days or half_life_days <= 0:
+        return 1.0
+    return 0.5 ** (max(age_seconds, 0.0) / (half_life_days * SECONDS_PER_DAY))
+
+
+def _softmax(raw: Mapping[str, float], temperature: float) -> dict[str, float]:
+    scaled = {code: value / temperature for code, value in raw.items()}
+    top = max(scaled.values())
+    exps = {code: math.exp(value - top) for code, value in scaled.items()}
+    total = sum(exps.values())
+    return {code: value / total for code, value in exps.items()}
+
+
+def score_visitor(model: ScoringModel, events: Iterable[EventView], *, now: datetime) -> Decision:
+    counts: dict[int, float] = {}
+    event_count = 0
+    for event in events:
+        event_count += 1
+        for signal in model.signals_for(event.event_name):
+            if model.matches(signal, event):
+                age = (now - event.occurred_at).total_seconds()
+                counts[signal.id] = counts.get(signal.id, 0.0) + _decay(age, signal.half_life_days)
+
+    raw = {segment.code: segment.prior for segment in model.segments} or {CASUAL: 0.0}
+    contributions = []
+    for signal in model.signals:
+        if signal.id not in counts or signal.segment not in raw:
+            continue
+        count = min(counts[signal.id], signal.cap)
+        value = signal.weight * count
+        raw[signal.segment] += value
+        contributions.append(
+            Contribution(signal.label, signal.segment, signal.weight, count, value)
+        )
+    contributions.sort(key=lambda c: -abs(c.contribution))
+
+    scores = _softmax(raw, model.temperature)
+    thin = event_count < model.min_events
+    if thin and CASUAL in scores:
+        segment = CASUAL
+    else:
+        segment = max(scores, key=lambda code: (scores[code], code == CASUAL))
+    return Decision(
+        segment=segment,
+        confidence=scores[segment],
+        scores=scores,
+        raw_scores=raw,
+        contributions=contributions,
+        event_count=event_count,
+        thin_evidence=thin,
+    )
+
+
+def narrative(decision: Decision, segments: Mapping[str, SegmentSpec]) -> dict[str, str]:
+    """The seed's {what, why, so_what, recommendation}, written from the contributions."""
+    spec = segments.get(decision.segment)
+    name = spec.name if spec else decision.segment
+    what = (
+        f"Classified as {name} with {decision.confidence:.0%} confidence "
+        f"from {decision.event_count} event{'s' if decision.event_count != 1 else ''}."
+    )
+    own = [c for c in decision.contributions if c.segment == decision.segment and c.contribution]
+    if decision.thin_evidence:
+        why = (
+            f"Only {decision.event_count} event(s) so far; fewer than the "
+            "minimum needed to tell audiences apart, so the default applies."
+        )
+    elif own:
+        parts = [f"{c.signal} x{c.count:.1f} (+{c.contribution:.2f})" for c in own[:3]]
+        why = "Strongest evidence: " + "; ".join(parts) + "."
+    else:
+        why = "No signal for another audience outweighed the default."
+    runner_up = sorted(
+        (code for code in decision.scores if code != decision.segment),
+        key=lambda code: -decision.scores[code],
+    )
+    so_what = (spec.description if spec else "") or ""
+    if runner_up:
+        other = runner_up[0]
+        so_what = (f"{so_what} Next most likely: {other} at {decision.scores[other]:.0%}.").strip()
+    recommendation = (spec.recommendation if spec else "") or "Show the default page."
+    return {"what": what, "why": why, "so_what": so_what, "recommendation": recommendation}
+
+
+def explanation(decision: Decision, segments: Mapping[str, SegmentSpec]) -> dict[str, Any]:
+    return {
+        **narrative(decision, segments),
+        "priors": {code: spec.prior for code, spec in segments.items()},
+        "contributions": [c.as_dict() for c in decision.contributions],
+    }

@@ -1,0 +1,280 @@
+"""Reads of the personalization app: the scoring model, rules, profiles, conversion."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count
+from django.utils import timezone
+
+from analytics.models import Event, Visitor
+
+from . import cache as p13n_cache
+from .models import (
+    PersonalizationRule,
+    Project,
+    RuleSetVersion,
+    RuleStatus,
+    Segment,
+    Signal,
+    Skill,
+    VisitorProfile,
+)
+from .scoring import (
+    CASUAL,
+    CatalogTags,
+    EventView,
+    ScoringModel,
+    SegmentSpec,
+    SignalSpec,
+    explanation,
+    score_visitor,
+)
+
+CONVERSION_EVENTS = ("contact_intent", "download_resume")
+
+
+def ruleset_state() -> tuple[int, str]:
+    """(version, changed_at): the number the cache compares, and the moment that makes it
+    unique even if the counter is ever reset (a database restored from backup)."""
+    row = RuleSetVersion.objects.order_by("pk").first()
+    return (row.version, row.changed_at.isoformat()) if row else (0, "")
+
+
+_model_cache: dict[str, Any] = {"version": None, "model": None}
+
+
+def scoring_model_get() -> ScoringModel:
+    """The scoring model from admin-edited data, rebuilt when the rule-set version moves
+    (every segment, signal, catalog or rule edit bumps it)."""
+    version = ruleset_state()
+    if _model_cache["version"] != version or _model_cache["model"] is None:
+        _model_cache["model"] = scoring_model_build()
+        _model_cache["version"] = version
+    return _model_cache["model"]
+
+
+def scoring_model_build() -> ScoringModel:
+    segments = [
+        SegmentSpec(
+            code=s.code,
+            name=s.name,
+            prior=s.prior,
+            description=s.description,
+            recommendation=s.recommendation,
+            topic_tags=tuple(s.topic_tags or ()),
+        )
+        for s in Segment.objects.all()
+    ]
+    signals = [
+        SignalSpec(
+            id=s.pk,
+            segment=s.segment.code,
+            label=s.label,
+            event_name=s.event_name,
+            conditions=tuple(s.conditions or ()),
+            weight=s.weight,
+            cap=s.cap,
+            half_life_days=s.half_life_days,
+        )
+        for s in Signal.objects.filter(is_active=True).select_related("segment").order_by("pk")
+    ]
+    catalog = CatalogTags(
+        projects=dict(Project.objects.filter(is_active=True).values_list("slug", "tags")),
+        skills=dict(Skill.objects.values_list("name", "tags")),
+    )
+    return ScoringModel(
+        segments=segments,
+        signals=signals,
+        catalog=catalog,
+        temperature=settings.SCORING_TEMPERATURE,
+        min_events=settings.SCORING_MIN_EVENTS,
+    )
+
+
+def visitor_events(*, user_pseudo_id: str) -> list[EventView]:
+    rows = Event.objects.filter(user_pseudo_id=user_pseudo_id).values_list(
+        "event_name", "event_params", "occurred_at", "page_referrer"
+    )
+    return [
+        EventView(name, params or {}, occurred, referrer)
+        for name, params, occurred, referrer in rows
+    ]
+
+
+def variant_for(user_pseudo_id: str) -> str:
+    """Stable per visitor: the same id always lands in the same arm."""
+    digest = hashlib.sha256(f"{settings.PERSONALIZATION_HOLDOUT_SALT}:{user_pseudo_id}".encode())
+    bucket = int.from_bytes(digest.digest()[:8], "big") % 10_000
+    return "holdout" if bucket < settings.PERSONALIZATION_HOLDOUT_PERCENT * 100 else "personalized"
+
+
+@dataclass(frozen=True)
+class RuleView:
+    segment: str
+    version: int
+    priority_sections: list[str]
+    featured_projects: list[str]
+    highlight_skills: list[str]
+    reasoning: str
+
+
+def active_rules() -> dict[str, RuleView]:
+    """Active rule per segment, with empty project/skill lists filled from the catalog by the
+    segment's topic tags."""
+    projects = list(Project.objects.filter(is_active=True).values_list("slug", "tags"))
+    skills = list(Skill.objects.values_list("name", "tags"))
+    rules = {}
+    for rule in PersonalizationRule.objects.filter(status=RuleStatus.ACTIVE).select_related(
+        "segment"
+    ):
+        topics = {t.lower() for t in rule.segment.topic_tags or ()}
+        rules[rule.segment.code] = RuleView(
+            segment=rule.segment.code,
+            version=rule.version,
+            priority_sections=list(rule.priority_sections),
+            featured_projects=list(rule.featured_projects)
+            or _by_topic(projects, topics, settings.PERSONALIZATION_FEATURED_PROJECTS),
+            highlight_skills=list(rule.highlight_skills)
+            or _by_topic(skills, topics, settings.PERSONALIZATION_HIGHLIGHT_SKILLS),
+            reasoning=rule.reasoning,
+        )
+    return rules
+
+
+def _by_topic(items: list[tuple[str, list[str]]], topics: set[str], limit: int) -> list[str]:
+    if not topics:
+        return []
+    scored = [(len(topics & {t.lower() for t in tags or ()}), name) for name, tags in items]
+    return [name for overlap, name in sorted(scored, key=lambda x: (-x[0], x[1])) if overlap][
+        :limit
+    ]
+
+
+EMPTY_RULE = RuleView(CASUAL, 0, [], [], [], "")
+
+
+def profile_get(*, user_pseudo_id: str) -> VisitorProfile | None:
+    return VisitorProfile.objects.filter(user_pseudo_id=user_pseudo_id).first()
+
+
+def visitor_exists(*, user_pseudo_id: str) -> bool:
+    return Visitor.objects.filter(user_pseudo_id=user_pseudo_id).exists()
+
+
+def conversion_by_variant() -> dict[str, dict[str, dict[str, float]]]:
+    """Per segment and arm: visitors, converted visitors (contact_intent or download_resume)
+    and the rate, so the owner can see whether personalization changes behaviour."""
+    converted = set(
+        Event.objects.filter(event_name__in=CONVERSION_EVENTS)
+        .values_list("user_pseudo_id", flat=True)
+        .distinct()
+    )
+    table: dict[str, dict[str, dict[str, float]]] = defaultdict(
+        lambda: {
+            arm: {"visitors": 0, "converted": 0, "rate": 0.0} for arm in ("personalized", "holdout")
+        }
+    )
+    for uid, segment in VisitorProfile.objects.values_list("user_pseudo_id", "segment").iterator():
+        cell = table[segment][variant_for(uid)]
+        cell["visitors"] += 1
+        cell["converted"] += uid in converted
+    for arms in table.values():
+        for cell in arms.values():
+            cell["rate"] = (
+                round(cell["converted"] / cell["visitors"], 4) if cell["visitors"] else 0.0
+            )
+    return dict(table)
+
+
+def segment_counts() -> dict[str, int]:
+    """Visitors per segment, every defined segment present."""
+    counts = dict.fromkeys(Segment.objects.values_list("code", flat=True), 0)
+    rows = VisitorProfile.objects.values("segment").order_by().annotate(n=Count("id"))
+    for row in rows:
+        counts[row["segment"]] = row["n"]
+    return counts
+
+
+# --- The personalization answer ----------------------------------------------------------------
+
+_rules_cache: dict[str, Any] = {"version": None, "rules": None}
+
+
+def _rules_for(ruleset: tuple[int, str]) -> dict[str, RuleView]:
+    if _rules_cache["version"] != ruleset or _rules_cache["rules"] is None:
+        _rules_cache["rules"] = active_rules()
+        _rules_cache["version"] = ruleset
+    return _rules_cache["rules"]
+
+
+def process_caches_clear() -> None:
+    """Forget the in-process scoring model and rules (tests roll the database back under them)."""
+    _model_cache.update(version=None, model=None)
+    _rules_cache.update(version=None, rules=None)
+
+
+def _iso(moment: Any) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def personalization_build(
+    *, user_pseudo_id: str, profile: VisitorProfile | None, rules: dict[str, RuleView]
+) -> dict[str, Any]:
+    if profile is None:
+        model = scoring_model_get()
+        decision = score_visitor(model, [], now=timezone.now())
+        segments = {s.code: s for s in model.segments}
+        segment, confidence = decision.segment, decision.confidence
+        scores = {code: round(value, 6) for code, value in decision.scores.items()}
+        why = explanation(decision, segments)
+        why["what"] = "No events from this visitor yet: the default experience applies."
+        segmented_at = None
+    else:
+        segment, confidence, scores = profile.segment, profile.confidence, profile.scores
+        why, segmented_at = profile.explanation, _iso(profile.computed_at)
+    variant = variant_for(user_pseudo_id)
+    default = rules.get(CASUAL, EMPTY_RULE)
+    rule = default if variant == "holdout" else rules.get(segment, default)
+    return {
+        "user_id": user_pseudo_id,
+        "segment": segment,
+        "confidence": round(confidence, 4),
+        "scores": scores,
+        "priority_sections": rule.priority_sections,
+        "featured_projects": rule.featured_projects,
+        "highlight_skills": rule.highlight_skills,
+        "reasoning": rule.reasoning,
+        "explanation": why,
+        "variant": variant,
+        "rule_version": rule.version,
+        "segmented_at": segmented_at,
+    }
+
+
+def personalization_get(*, user_pseudo_id: str) -> dict[str, Any]:
+    """The hot path: one cache round trip on a hit, the database on a miss or cache outage."""
+    found = p13n_cache.lookup(user_pseudo_id)
+    if found.response is not None:
+        return found.response
+    state = ruleset_state()
+    ruleset = state[0]
+    profile = profile_get(user_pseudo_id=user_pseudo_id)
+    response = personalization_build(
+        user_pseudo_id=user_pseudo_id, profile=profile, rules=_rules_for(state)
+    )
+    if not found.failed:
+        profile_version = profile.version if profile else 0
+        # Re-publish versions the cache lost or never got, or every later lookup would miss.
+        if found.ruleset not in (None, ruleset):
+            p13n_cache.publish_ruleset(ruleset)
+        if found.profile_version not in (None, profile_version):
+            p13n_cache.publish_profile_version(user_pseudo_id, profile_version)
+        p13n_cache.store(
+            user_pseudo_id, response=response, ruleset=ruleset, profile_version=profile_version
+        )
+    return response

@@ -1,0 +1,28 @@
+"""Celery tasks of the personalization app."""
+
+from __future__ import annotations
+
+import contextlib
+
+from celery import shared_task
+from django.core.cache import cache
+
+
+@shared_task(name="personalization.tasks.resegment_visitor", ignore_result=True)
+def resegment_visitor(user_pseudo_id: str) -> None:
+    """Re-segment one visitor. Idempotent: it recomputes from all stored events."""
+    from .services import pending_key, visitor_resegment
+
+    # Cleared first: an event arriving while we compute queues a fresh run.
+    # The debounce is an optimisation: compute even when the cache is down.
+    with contextlib.suppress(Exception):
+        cache.delete(pending_key(user_pseudo_id))
+    visitor_resegment(user_pseudo_id=user_pseudo_id)
+
+
+@shared_task(name="personalization.tasks.resegment_all", soft_time_limit=3300, time_limit=3600)
+def resegment_all() -> dict[str, int]:
+    """Recompute every visitor's profile (after a signal or catalog change)."""
+    from .recompute import profiles_recompute_all
+
+    return profiles_recompute_all().as_dict()
