@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import logging
 
+import requests
 from celery import shared_task
 from google.api_core import exceptions as google_exceptions
 
 logger = logging.getLogger(__name__)
 
-# Quota (429) and server-side (5xx) failures of the GA4 Data API are worth another try.
+# Quota (429), server-side (5xx) and network failures of the GA4 Data API are worth another
+# try. Over gRPC a timeout is DeadlineExceeded; over REST (GA4_DATA_API_ENDPOINT) it surfaces
+# as a `requests` exception.
 GA4_RETRYABLE = (
     google_exceptions.TooManyRequests,
     google_exceptions.ServerError,
     google_exceptions.ServiceUnavailable,
+    google_exceptions.DeadlineExceeded,
+    requests.exceptions.Timeout,
+    requests.exceptions.ConnectionError,
 )
 
 
