@@ -285,3 +285,19 @@ def visitors_merge_traits(*, traits_by_visitor: dict[str, dict[str, Any]]) -> No
                 visitor.traits = merged
                 changed.append(visitor)
         Visitor.objects.bulk_update(changed, ["traits"], batch_size=500)
+
+
+def collected_store(
+    *,
+    source: str,
+    events: Sequence[EventIn],
+    rejected: Sequence[RejectedIn],
+    traits_by_visitor: dict[str, dict[str, Any]],
+) -> int:
+    """Store one hit's valid events, then their visitors' traits (the visitors exist by then),
+    and its dead letters, all or nothing. Returns the number of new events."""
+    with transaction.atomic():
+        accepted = events_store(events=events, source=source).accepted if events else 0
+        visitors_merge_traits(traits_by_visitor=traits_by_visitor)
+        rejected_events_store(source=source, items=rejected)
+    return accepted

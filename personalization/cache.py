@@ -3,7 +3,7 @@
 Three keys answer a request in one MGET:
 - `p13n:ruleset`        the rule-set version (bumped by every rule, signal or catalog edit)
 - `p13n:pv:<visitor>`   the visitor's profile version (bumped by every re-segmentation)
-- `p13n:r:<visitor>`    the response, tagged with the two versions it was built from
+- `p13n:r:<visitor>`    the response's JSON bytes, tagged with the versions it was built from
 An entry whose tags differ from the current versions is a miss, so an admin edit or a new
 profile shows on the next request without scanning or deleting keys. Any cache error counts
 as a miss and is counted in `cache_errors_total`: the caller falls back to the database.
@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 CACHE_NAME = "personalization"
 RULESET_KEY = "p13n:ruleset"
+# Bound once: labels() costs a lock and a dict lookup per call on the hot path.
+_HITS, _MISSES, _ERRORS = (m.labels(CACHE_NAME) for m in (CACHE_HITS, CACHE_MISSES, CACHE_ERRORS))
 
 
 def profile_version_key(user_pseudo_id: str) -> str:
@@ -36,7 +38,7 @@ def response_key(user_pseudo_id: str) -> str:
 
 @dataclass(frozen=True)
 class Lookup:
-    response: dict[str, Any] | None
+    response: bytes | None
     ruleset: int | None  # None: unknown (not cached, or the cache failed)
     profile_version: int | None
     failed: bool = False
@@ -47,35 +49,24 @@ def lookup(user_pseudo_id: str) -> Lookup:
     try:
         found = cache.get_many(keys)
     except Exception as exc:  # a cache outage must not fail the request
-        CACHE_ERRORS.labels(CACHE_NAME).inc()
+        _ERRORS.inc()
         logger.warning("p13n.cache.read_failed", extra={"error": type(exc).__name__})
         return Lookup(None, None, None, failed=True)
     ruleset = found.get(keys[0])
     profile_version = found.get(keys[1], 0)
-    entry = found.get(keys[2])
-    if (
-        entry is not None
-        and ruleset is not None
-        and entry.get("ruleset") == ruleset
-        and entry.get("profile_version") == profile_version
-    ):
-        CACHE_HITS.labels(CACHE_NAME).inc()
-        return Lookup(entry["response"], ruleset, profile_version)
-    CACHE_MISSES.labels(CACHE_NAME).inc()
+    entry = found.get(keys[2])  # (ruleset, profile_version, body)
+    if entry is not None and ruleset is not None and entry[:2] == (ruleset, profile_version):
+        _HITS.inc()
+        return Lookup(entry[2], ruleset, profile_version)
+    _MISSES.inc()
     return Lookup(None, ruleset, profile_version if keys[1] in found else None)
 
 
-def store(
-    user_pseudo_id: str, *, response: dict[str, Any], ruleset: int, profile_version: int
-) -> None:
+def store(user_pseudo_id: str, *, response: bytes, ruleset: int, profile_version: int) -> None:
     entries: dict[str, Any] = {
         RULESET_KEY: ruleset,
         profile_version_key(user_pseudo_id): profile_version,
-        response_key(user_pseudo_id): {
-            "ruleset": ruleset,
-            "profile_version": profile_version,
-            "response": response,
-        },
+        response_key(user_pseudo_id): (ruleset, profile_version, response),
     }
     try:
         cache.add(RULESET_KEY, ruleset, timeout=None)
@@ -83,7 +74,7 @@ def store(
         del entries[RULESET_KEY], entries[profile_version_key(user_pseudo_id)]
         cache.set_many(entries, timeout=settings.PERSONALIZATION_CACHE_TIMEOUT)
     except Exception as exc:
-        CACHE_ERRORS.labels(CACHE_NAME).inc()
+        _ERRORS.inc()
         logger.warning("p13n.cache.write_failed", extra={"error": type(exc).__name__})
 
 
@@ -99,7 +90,7 @@ def forget_visitor(user_pseudo_id: str) -> None:
     try:
         cache.delete_many([profile_version_key(user_pseudo_id), response_key(user_pseudo_id)])
     except Exception as exc:
-        CACHE_ERRORS.labels(CACHE_NAME).inc()
+        _ERRORS.inc()
         logger.warning("p13n.cache.delete_failed", extra={"error": type(exc).__name__})
 
 
@@ -107,7 +98,7 @@ def _safe_set(key: str, value: int) -> None:
     try:
         cache.set(key, value, timeout=None)
     except Exception as exc:
-        CACHE_ERRORS.labels(CACHE_NAME).inc()
+        _ERRORS.inc()
         logger.warning("p13n.cache.write_failed", extra={"error": type(exc).__name__})
 
 
@@ -117,5 +108,5 @@ def publish_profile_versions(versions: dict[str, int]) -> None:
             {profile_version_key(uid): version for uid, version in versions.items()}, timeout=None
         )
     except Exception as exc:
-        CACHE_ERRORS.labels(CACHE_NAME).inc()
+        _ERRORS.inc()
         logger.warning("p13n.cache.write_failed", extra={"error": type(exc).__name__})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -256,17 +257,21 @@ def personalization_build(
     }
 
 
-def personalization_get(*, user_pseudo_id: str) -> dict[str, Any]:
-    """The hot path: one cache round trip on a hit, the database on a miss or cache outage."""
+def personalization_get(*, user_pseudo_id: str) -> bytes:
+    """The hot path, as the response's JSON bytes: one cache round trip and no encoding on a
+    hit; the database on a miss or a cache outage."""
     found = p13n_cache.lookup(user_pseudo_id)
     if found.response is not None:
         return found.response
     state = ruleset_state()
     ruleset = state[0]
     profile = profile_get(user_pseudo_id=user_pseudo_id)
-    response = personalization_build(
-        user_pseudo_id=user_pseudo_id, profile=profile, rules=_rules_for(state)
-    )
+    response = json.dumps(
+        personalization_build(
+            user_pseudo_id=user_pseudo_id, profile=profile, rules=_rules_for(state)
+        ),
+        separators=(",", ":"),
+    ).encode()
     if not found.failed:
         profile_version = profile.version if profile else 0
         # Re-publish versions the cache lost or never got, or every later lookup would miss.

@@ -3,9 +3,12 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
+    # The hot path first: Django tries patterns in order.
+    path("", include("personalization.urls")),
     path("", include("ops.urls")),
     path("", include("django_prometheus.urls")),
     path("", include("analytics.urls")),
+    path("", include("analytics.collect_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("admin/", admin.site.urls),

@@ -59,7 +59,8 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
-ROOT_URLCONF = "portfolio.urls"
+# Overridable so `make bench` can add its baseline views beside the real routes.
+ROOT_URLCONF = env.str("DJANGO_ROOT_URLCONF", default="portfolio.urls")
 WSGI_APPLICATION = "portfolio.wsgi.application"
 ASGI_APPLICATION = "portfolio.asgi.application"
 
