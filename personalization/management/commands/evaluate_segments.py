@@ -46,6 +46,11 @@ def render(report: ev.Report, options: dict, now: datetime) -> str:
         "the demo data's; they are scored by the default signals (`personalization/defaults.py`) "
         "over the demo catalog, exactly as a fresh install scores them.",
         "",
+        "Read these figures as an upper bound: the personas and the default signals describe the "
+        "same audiences, so the table proves the pipeline end to end and catches regressions when "
+        "signals change; real visitors are noisier. Compare segment distributions and the holdout "
+        "conversion report on real traffic before trusting the confidence values.",
+        "",
         "| measure | value | target |",
         "|---|---|---|",
         f"| accuracy, visitors with ≥ 5 events (n={len(rich)}) | {ev.accuracy(rich):.1%} | ≥ 90% |",
