@@ -7,6 +7,7 @@ except under REQUIRE_SERVICES=1 (set by .ci/run), where a missing service fails 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -46,6 +47,14 @@ def _clean_cache() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _keep_migrated_data(django_db_serialized_rollback: None) -> None:
+    """Transactional tests flush every table when they end, data migrations' rows included
+    (the default segments, signals and rules). Serialized rollback restores them for the next
+    test. It must hold for all transactional tests or none: a flush without it re-creates
+    content types that the next restore would then collide with."""
+
+
+@pytest.fixture(autouse=True)
 def _fresh_process_caches() -> Iterator[None]:
     from personalization.selectors import process_caches_clear
 
@@ -57,10 +66,11 @@ def _fresh_process_caches() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _celery_in_process(request: pytest.FixtureRequest) -> Iterator[None]:
     """Tasks queued by the code under test run in-process, so no test leaves messages on a
-    shared broker; tests that take `celery_worker` send theirs to the real worker instead."""
+    shared broker; tests that take `celery_worker` (or are marked `real_worker` and start their
+    own with `run_celery_worker`) send theirs to a real worker instead."""
     from portfolio.celery import app
 
-    if "celery_worker" in request.fixturenames:
+    if request.node.get_closest_marker("real_worker") or "celery_worker" in request.fixturenames:
         yield
         return
     previous = app.conf.task_always_eager
@@ -103,10 +113,10 @@ def _test_database_url() -> str:
     return f"postgres://{auth}@{cfg['HOST'] or '127.0.0.1'}:{cfg['PORT'] or 5432}/{cfg['NAME']}"
 
 
-@pytest.fixture(scope="session")
-def celery_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[CeleryWorker]:
-    """A real `celery worker` process on the broker from the environment, on a queue of its own
-    so no other worker on the same broker takes our tasks."""
+@contextlib.contextmanager
+def run_celery_worker(**extra_env: str) -> Iterator[CeleryWorker]:
+    """Start a real `celery worker` process on the environment's broker and the test database,
+    on a queue of its own so no other worker on the same broker takes our tasks."""
     from django.conf import settings
 
     from portfolio.celery import app
@@ -114,43 +124,54 @@ def celery_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[
     require_service("a Celery broker (REDIS_URL)", not settings.CELERY_TASK_ALWAYS_EAGER)
     queue = f"test-{uuid.uuid4().hex[:8]}"
     hostname = f"{queue}@localhost"
-    env = {**os.environ, "DATABASE_URL": _test_database_url(), "PYTHONUNBUFFERED": "1"}
-    log = open(ROOT / "var" / f"{queue}.log", "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "portfolio",
-            "worker",
-            "--pool=solo",
-            "-Q",
-            queue,
-            "-n",
-            hostname,
-            "--loglevel=INFO",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not app.control.ping(destination=[hostname], timeout=0.5):
-            if process.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                raise RuntimeError(
-                    f"celery worker did not start:\n{(ROOT / 'var' / f'{queue}.log').read_text()}"
-                )
-        yield CeleryWorker(queue=queue, hostname=hostname, process=process)
-    finally:
-        process.send_signal(signal.SIGTERM)
+    env = {
+        **os.environ,
+        "DATABASE_URL": _test_database_url(),
+        "PYTHONUNBUFFERED": "1",
+        **extra_env,
+    }
+    log_path = ROOT / "var" / f"{queue}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "portfolio",
+                "worker",
+                "--pool=solo",
+                "-Q",
+                queue,
+                "-n",
+                hostname,
+                "--loglevel=INFO",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+            deadline = time.monotonic() + 60
+            while not app.control.ping(destination=[hostname], timeout=0.5):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.flush()
+                    raise RuntimeError(f"celery worker did not start:\n{log_path.read_text()}")
+            yield CeleryWorker(queue=queue, hostname=hostname, process=process)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    log_path.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[CeleryWorker]:
+    """One worker for the session, with the environment's settings."""
+    with run_celery_worker() as worker:
+        yield worker

@@ -8,14 +8,8 @@ strings, every dimension and metric value comes back as a string, dates as YYYYM
 import base64
 import json
 import logging
-import os
-import signal
-import subprocess
-import sys
 import time
-import uuid
 from datetime import date
-from pathlib import Path
 
 import pytest
 import requests
@@ -25,6 +19,7 @@ from werkzeug import Response
 from analytics.ga4_data_api import SyncResult, sync_daily_aggregates
 from analytics.models import GA4DailyAggregate
 from analytics.tasks import GA4_RETRYABLE, sync_ga4_data_api
+from conftest import run_celery_worker
 
 PROPERTY_ID = "123456789"
 URI = f"/v1beta/properties/{PROPERTY_ID}:runReport"
@@ -398,69 +393,17 @@ def test_sync_task__not_configured__returns_none(settings, httpserver):
 
 
 @pytest.fixture
-def ga4_worker(postgres, redis_url, make_httpserver, transactional_db):
-    from django.conf import settings
-    from django.db import connection
-
-    from portfolio.celery import app
-
-    if settings.CELERY_TASK_ALWAYS_EAGER:
-        pytest.skip("CELERY_TASK_ALWAYS_EAGER is on: no worker would take the task")
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    host = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
-    queue = f"test-ga4-{uuid.uuid4().hex[:8]}"
-    hostname = f"{queue}@localhost"
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{auth}@{host}/{db['NAME']}",  # the test database
-        "GA4_PROPERTY_ID": PROPERTY_ID,
-        "GA4_CREDENTIALS_FILE": "",
-        "GA4_DATA_API_ENDPOINT": make_httpserver.url_for("").rstrip("/"),
-        "PYTHONUNBUFFERED": "1",
-    }
-    root = Path(settings.BASE_DIR)
-    log_path = root / "var" / f"{queue}.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "portfolio",
-                "worker",
-                "--pool=solo",
-                "-Q",
-                queue,
-                "-n",
-                hostname,
-                "--loglevel=INFO",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            cwd=root,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while not app.control.ping(destination=[hostname], timeout=0.5):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    pytest.fail(f"celery worker did not start:\n{log_path.read_text()}")
-            yield queue
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-    log_path.unlink(missing_ok=True)
+def ga4_worker(postgres, make_httpserver, transactional_db):
+    with run_celery_worker(
+        GA4_PROPERTY_ID=PROPERTY_ID,
+        GA4_CREDENTIALS_FILE="",
+        GA4_DATA_API_ENDPOINT=make_httpserver.url_for("").rstrip("/"),
+    ) as worker:
+        yield worker.queue
 
 
 @pytest.mark.services
+@pytest.mark.real_worker
 def test_sync_task__real_worker_429_then_report__retried_through_broker(httpserver, ga4_worker):
     httpserver.expect_ordered_request(URI, method="POST").respond_with_data(
         google_error(429, "RESOURCE_EXHAUSTED", "Exhausted concurrent requests quota."),
