@@ -1,0 +1,60 @@
+"""The queries that scan events have an index to use (PostgreSQL's plans, seq scans off so a
+tiny test table cannot hide a missing index)."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from analytics.models import Event
+from personalization.models import VisitorProfile
+
+pytestmark = pytest.mark.django_db
+
+
+def plan(queryset) -> str:
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN {sql}", params)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+@pytest.mark.parametrize(
+    ("name", "build", "index"),
+    [
+        (
+            "one visitor's events, in time order",
+            lambda: Event.objects.filter(user_pseudo_id="u").order_by("occurred_at"),
+            "event_user_time_idx",
+        ),
+        (
+            "recompute: every event ordered by visitor and time",
+            lambda: Event.objects.order_by("user_pseudo_id", "occurred_at"),
+            "event_user_time_idx",
+        ),
+        (
+            "search: one event name in a time window",
+            lambda: Event.objects.filter(
+                event_name="deep_read", occurred_at__gte=timezone.now() - timedelta(hours=24)
+            ),
+            "event_name_time_idx",
+        ),
+        (
+            "search: newest events in a time window",
+            lambda: Event.objects.filter(
+                occurred_at__gte=timezone.now() - timedelta(hours=24)
+            ).order_by("-occurred_at"),
+            "event_time_idx",
+        ),
+        ("dedupe lookup", lambda: Event.objects.filter(dedupe_key__in=["a", "b"]), "dedupe_key"),
+        (
+            "visitors per segment",
+            lambda: VisitorProfile.objects.filter(segment="RECRUITER"),
+            "profile_segment_idx",
+        ),
+    ],
+)
+def test_query__postgres_plan__uses_its_index(postgres, name, build, index):
+    assert index in plan(build()), f"{name}: no index scan on {index}"
