@@ -20,7 +20,6 @@ import gzip
 import io
 import json
 import logging
-import math
 import re
 import threading
 import time
@@ -45,6 +44,7 @@ from .services import (
     dedupe_key,
     events_store,
     events_stored_announce,
+    page_fields,
     rejected_events_store,
     visitors_merge_traits,
 )
@@ -53,8 +53,12 @@ from .validation import (
     EVENT_NAME_MESSAGE,
     EVENT_NAME_RE,
     MAX_PARAMS_BYTES,
+    SUSPECT_ESCAPE,
     USER_ID_MESSAGE,
     USER_PSEUDO_ID_RE,
+    finite_float,
+    has_unstorable_text,
+    reject_constant,
 )
 
 logger = logging.getLogger(__name__)
@@ -86,7 +90,6 @@ STAGING_COLUMNS = (
 )
 # PostgreSQL cannot store NUL in text or jsonb, nor an unpaired surrogate in UTF-8; a line
 # whose JSON escapes could hold either gets the exact (slower) check.
-_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
@@ -333,21 +336,9 @@ class _Lines:
             self.damage = f"{type(exc).__name__}: {exc}"
 
 
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        # 1e400 parses to inf, which neither JSON nor PostgreSQL can store.
-        raise ValueError(f"number out of range: {text}")
-    return value
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 # One decoder and encoder for the whole file: json.loads(..., **options) would build one
 # per line.
-_DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_reject_constant)
+_DECODER = json.JSONDecoder(parse_float=finite_float, parse_constant=reject_constant)
 _PARAMS_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _TRAITS_ENCODER = _PARAMS_ENCODER
 
@@ -378,7 +369,7 @@ def _take_line(
             raise _RowError("line", f"Invalid JSON: {exc}.", "INVALID_JSON") from exc
         if not isinstance(data, dict):
             raise _RowError("line", "Each line must be a JSON object.", "NOT_OBJECT")
-        if "\\u" in text and _SUSPECT_ESCAPE.search(text) and _has_unstorable_text(data):
+        if "\\u" in text and SUSPECT_ESCAPE.search(text) and has_unstorable_text(data):
             raise _RowError(
                 "line", "Text holds NUL or unpaired surrogate characters.", "TEXT_INVALID"
             )
@@ -513,7 +504,7 @@ def _scalar(value: Any) -> Any:
             continue
         if type(number) is str:
             try:
-                number = _finite_float(number)
+                number = finite_float(number)
             except ValueError:
                 number = None
         if type(number) in (int, float):
@@ -538,22 +529,6 @@ def _traits_take(traits: dict[str, Any], data: dict[str, Any]) -> None:
     user_id = data.get("user_id")
     if user_id and type(user_id) is str:
         traits["user_id"] = user_id
-
-
-def _has_unstorable_text(value: Any) -> bool:
-    if isinstance(value, str):
-        if "\x00" in value:
-            return True
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            return True
-        return False
-    if isinstance(value, dict):
-        return any(_has_unstorable_text(k) or _has_unstorable_text(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_unstorable_text(v) for v in value)
-    return False
 
 
 def _raw_text(text: str) -> str:
@@ -712,9 +687,7 @@ def _copy_row_add(
         event.occurred_at,
         received_at,
         SOURCE.value,
-        event.session_id or str(params.get("ga_session_id", ""))[:100],
-        event.page_location or str(params.get("page_location", "")),
-        event.page_referrer or str(params.get("page_referrer", "")),
+        *page_fields(event),
         key,
     )
 

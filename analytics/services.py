@@ -32,6 +32,10 @@ def timestamp_to_datetime(value: int | float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
 
 
+# Built once: json.dumps with options builds a new encoder on every call.
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def dedupe_key(
     *,
     user_pseudo_id: str,
@@ -49,7 +53,7 @@ def dedupe_key(
             user_pseudo_id,
             event_name,
             occurred_at.isoformat(),
-            json.dumps(event_params, sort_keys=True, separators=(",", ":"), default=str),
+            _CANONICAL_JSON.encode(event_params),
         ]
     return hashlib.sha256("\x1f".join(material).encode()).hexdigest()
 
@@ -75,17 +79,34 @@ class StoreResult:
     user_pseudo_ids: tuple[str, ...]
 
 
+def param_text(params: dict[str, Any], name: str) -> str:
+    """A param as text for a column; absent or null (common in GA4 exports) is ""."""
+    value = params.get(name)
+    return "" if value is None else str(value)
+
+
+def page_fields(event: EventIn) -> tuple[str, str, str]:
+    """(session_id, page_location, page_referrer): explicit fields, else the GA4 params."""
+    params = event.event_params
+    return (
+        (event.session_id or param_text(params, "ga_session_id"))[:100],
+        event.page_location or param_text(params, "page_location"),
+        event.page_referrer or param_text(params, "page_referrer"),
+    )
+
+
 def _to_row(event: EventIn, source: str) -> Event:
     params = event.event_params
+    session_id, page_location, page_referrer = page_fields(event)
     return Event(
         event_name=event.event_name,
         user_pseudo_id=event.user_pseudo_id,
         event_params=params,
         occurred_at=event.occurred_at,
         source=source,
-        session_id=event.session_id or str(params.get("ga_session_id", ""))[:100],
-        page_location=event.page_location or str(params.get("page_location", "")),
-        page_referrer=event.page_referrer or str(params.get("page_referrer", "")),
+        session_id=session_id,
+        page_location=page_location,
+        page_referrer=page_referrer,
         dedupe_key=dedupe_key(
             user_pseudo_id=event.user_pseudo_id,
             event_name=event.event_name,

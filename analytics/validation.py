@@ -33,13 +33,46 @@ class MalformedJSON(ValueError):
     """The body is not JSON at all (400), as opposed to JSON that fails validation (422)."""
 
 
-def _reject_constant(name: str) -> Any:
+def reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        # 1e400 parses to inf, which neither JSON nor PostgreSQL can store.
+        raise ValueError(f"number out of range: {text}")
+    return value
+
+
+# A JSON escape of NUL or of a surrogate: the only ways text PostgreSQL refuses gets in.
+SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+TEXT_MESSAGE = "Text must not contain NUL or unpaired surrogate characters."
+
+
+def has_unstorable_text(value: Any) -> bool:
+    """NUL characters or unpaired surrogates anywhere in keys or values (jsonb refuses both)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return True
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(has_unstorable_text(k) or has_unstorable_text(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_unstorable_text(v) for v in value)
+    return False
+
+
+_DECODER = json.JSONDecoder(parse_float=finite_float, parse_constant=reject_constant)
 
 
 def parse_json(body: bytes) -> Any:
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        return _DECODER.decode(body.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise MalformedJSON("Body is not UTF-8.") from exc
     except (ValueError, RecursionError) as exc:
@@ -99,6 +132,8 @@ def validate_event(
         params = {}
     elif not isinstance(params, dict):
         errors["event_params"] = ["Must be a JSON object."]
+    elif has_unstorable_text(params):
+        errors["event_params"] = [TEXT_MESSAGE]
     else:
         size = len(json.dumps(params, separators=(",", ":"), ensure_ascii=False).encode())
         if size > MAX_PARAMS_BYTES:
@@ -114,16 +149,17 @@ def validate_event(
 
     event_id = data.get("event_id")
     if event_id is not None and (
-        not isinstance(event_id, str) or not 1 <= len(event_id) <= MAX_EVENT_ID_LENGTH
+        not isinstance(event_id, str)
+        or not 1 <= len(event_id) <= MAX_EVENT_ID_LENGTH
+        or has_unstorable_text(event_id)
     ):
         errors["event_id"] = [f"Must be a string of 1-{MAX_EVENT_ID_LENGTH} characters."]
 
-    if errors:
+    if errors or occurred_at is None:
         return None, errors
-    assert occurred_at is not None  # noqa: S101 - set whenever there is no error
     return EventIn(
-        event_name=name,
-        user_pseudo_id=user,
+        event_name=str(name),
+        user_pseudo_id=str(user),
         occurred_at=occurred_at,
         event_params=params,
         event_id=event_id,

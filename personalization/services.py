@@ -118,19 +118,25 @@ def resegment_request(*, user_pseudo_ids: Iterable[str]) -> int:
     The first event of a burst queues a task `RESEGMENT_DEBOUNCE_SECONDS` later; later events
     of the burst find it pending and add nothing, and the task reads them all when it runs.
     """
-    from .tasks import resegment_visitor
+    from .tasks import resegment_visitors
 
-    queued = 0
     delay = settings.RESEGMENT_DEBOUNCE_SECONDS
+    due = []
     for uid in user_pseudo_ids:
         try:
             first = djcache.add(pending_key(uid), 1, timeout=delay * 6 + 60)
         except Exception:  # no cache, no debounce: queue anyway
             first = True
         if first:
-            resegment_visitor.apply_async(args=[uid], countdown=delay)
-            queued += 1
-    return queued
+            due.append(uid)
+    # One task per chunk: a bulk import touches thousands of visitors at once, and a message
+    # per visitor would cost more than the scoring.
+    for start in range(0, len(due), RESEGMENT_CHUNK):
+        resegment_visitors.apply_async(args=[due[start : start + RESEGMENT_CHUNK]], countdown=delay)
+    return len(due)
+
+
+RESEGMENT_CHUNK = 200
 
 
 def pending_key(user_pseudo_id: str) -> str:

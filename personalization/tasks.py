@@ -11,13 +11,20 @@ from django.core.cache import cache
 @shared_task(name="personalization.tasks.resegment_visitor", ignore_result=True)
 def resegment_visitor(user_pseudo_id: str) -> None:
     """Re-segment one visitor. Idempotent: it recomputes from all stored events."""
+    resegment_visitors([user_pseudo_id])
+
+
+@shared_task(name="personalization.tasks.resegment_visitors", ignore_result=True)
+def resegment_visitors(user_pseudo_ids: list[str]) -> None:
+    """Re-segment visitors queued by `resegment_request`. Idempotent, like the single one."""
     from .services import pending_key, visitor_resegment
 
     # Cleared first: an event arriving while we compute queues a fresh run.
     # The debounce is an optimisation: compute even when the cache is down.
     with contextlib.suppress(Exception):
-        cache.delete(pending_key(user_pseudo_id))
-    visitor_resegment(user_pseudo_id=user_pseudo_id)
+        cache.delete_many([pending_key(uid) for uid in user_pseudo_ids])
+    for uid in user_pseudo_ids:
+        visitor_resegment(user_pseudo_id=uid)
 
 
 @shared_task(name="personalization.tasks.resegment_all", soft_time_limit=3300, time_limit=3600)

@@ -294,3 +294,34 @@ def test_post__rate_limit_cache_unreachable__fails_open_and_stores(client, setti
 
     assert response.status_code == 201
     assert Event.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (
+            b'{"event_name": "a", "user_pseudo_id": "u", "event_params": {"x": "\\u0000"}}',
+            "event_params",
+        ),
+        (
+            b'{"event_name": "a", "user_pseudo_id": "u", "event_params": {"x": "\\ud800"}}',
+            "event_params",
+        ),
+        (b'{"event_name": "a", "user_pseudo_id": "u", "event_id": "\\u0000"}', "event_id"),
+    ],
+)
+def test_post__text_postgres_cannot_store__422(client, body, field):
+    response = post(client, body)
+
+    assert response.status_code == 422
+    assert field in response.json()["errors"]
+    assert Event.objects.count() == 0
+
+
+def test_post__number_out_of_range__400(client):
+    body = b'{"event_name": "a", "user_pseudo_id": "u", "event_params": {"x": 1e400}}'
+
+    response = post(client, body)
+
+    assert response.status_code == 400
+    assert "out of range" in response.json()["detail"]

@@ -116,3 +116,11 @@ def test_events_store__concurrent_overlapping_batches__exact_counts(postgres):
     assert sum(r.accepted for r in results) == stored
     assert sum(r.accepted + r.duplicates for r in results) == 40 * len(batches)
     assert sum(Visitor.objects.values_list("event_count", flat=True)) == stored
+
+
+@pytest.mark.django_db
+def test_events_store__null_page_params__empty_columns_not_none_text():
+    events_store(events=[event(params={"page_location": None, "ga_session_id": None})])
+
+    row = Event.objects.get()
+    assert (row.session_id, row.page_location, row.page_referrer) == ("", "", "")
