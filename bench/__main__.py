@@ -1,7 +1,8 @@
-"""`make bench`: one command, one run, one table in docs/PERFORMANCE.md.
+"""`make bench`: one command, one run, one report in docs/PERFORMANCE.md.
 
 Each figure stands next to its ceiling measured in the same run on the same machine.
-Needs the local PostgreSQL and Redis (BENCH_PG_ADMIN_URL, BENCH_REDIS_URL to point elsewhere).
+Needs the local PostgreSQL and Redis (BENCH_PG_ADMIN_URL, BENCH_REDIS_URL to point elsewhere)
+and wrk.
 """
 
 from __future__ import annotations
@@ -12,37 +13,37 @@ import platform
 import shlex
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portfolio.settings")
 django.setup()
 
-from bench import common, ga4_import, ingest  # noqa: E402
+from bench import common, ga4_import, ingest, personalization  # noqa: E402
 
 OUTPUT = common.ROOT / "docs" / "PERFORMANCE.md"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=1_000_000, help="GA4 export rows (1,000,000)")
-    parser.add_argument("--batches", type=int, default=200, help="500-event API batches per run")
-    parser.add_argument("--runs", type=int, default=3, help="runs per API figure (median)")
-    parser.add_argument("--output", default=str(OUTPUT))
-    args = parser.parse_args()
+def latency(r: dict[str, Any]) -> str:
+    return f"p50 {r['p50_ms']:.1f} / p95 {r['p95_ms']:.1f} / p99 {r['p99_ms']:.1f} ms"
 
-    command = "make bench" if len(sys.argv) == 1 else "python -m bench " + shlex.join(sys.argv[1:])
-    print("preparing the scratch database", file=sys.stderr)
-    common.reset_database()
-    print("batch ingestion over HTTP", file=sys.stderr)
-    api = ingest.run(runs=args.runs, batches=args.batches)
-    print("GA4 export import", file=sys.stderr)
-    imp = ga4_import.run(rows=args.rows)
 
-    rows = [
+def failures(r: dict[str, Any]) -> str:
+    return f"{r['errors']} errors, {r['non2xx']} non-2xx"
+
+
+def table(header: str, rows: list[tuple[str, ...]]) -> str:
+    columns = header.count("|") - 1
+    lines = [header, "|" + "---|" * columns]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def ingestion_rows(api: dict[str, Any], imp: dict[str, Any]) -> list[tuple[str, ...]]:
+    return [
         (
-            "Batch API `POST /api/events` (500/batch, 4 connections; "
-            "gunicorn: 2 gthread workers x 4 threads)",
+            "Batch API `POST /api/events` (500/batch, 4 connections)",
             f"{api['events_per_s']:,.0f} events/s",
             f"{api['copy_rows_per_s']:,.0f} rows/s",
             f"{api['events_per_s'] / api['copy_rows_per_s']:.2f}",
@@ -70,27 +71,115 @@ def main() -> None:
             "flat memory",
         ),
     ]
-    table = [
-        "| measure | figure | ceiling: PostgreSQL COPY, same rows | ratio | target |",
-        "|---|---|---|---|---|",
+
+
+def web_rows(p13n: dict[str, Any], reseg: dict[str, Any]) -> list[tuple[str, ...]]:
+    rows = []
+    for conns in (64, 256):
+        c, b = p13n[f"cached_{conns}"], p13n[f"bare_{conns}"]
+        rows.append(
+            (
+                f"cached personalization, {conns} connections (saturating)",
+                f"{c['rps']:,.0f} req/s; {latency(c)}; {failures(c)}",
+                f"{b['rps']:,.0f} req/s; {latency(b)}",
+                f"{c['rps'] / b['rps']:.2f}",
+                "≥ 1,000 req/s and ≥ 0.7",
+            )
+        )
+    u, paced, many = p13n["uncached_64"], p13n["paced_256"], p13n["conns_1000"]
+    rows += [
+        (
+            "uncached personalization (every id new), 64 connections",
+            f"{u['rps']:,.0f} req/s; {latency(u)}; {failures(u)}",
+            "",
+            "",
+            "",
+        ),
+        (
+            "cached, 256 connections, fixed 600 req/s offered",
+            f"{paced['rps']:,.0f} req/s; {latency(paced)}; {failures(paced)}",
+            "",
+            "",
+            "p99 < 50 ms",
+        ),
+        (
+            "cached, 1,000 connections, fixed 600 req/s offered",
+            f"{many['rps']:,.0f} req/s; {latency(many)}; {failures(many)}",
+            "",
+            "",
+            "zero errors",
+        ),
+        (
+            f"`resegment --all`: {reseg['visitors']:,} visitors / {reseg['events']:,} events",
+            f"{reseg['seconds']:.1f} s ({reseg['visitors_per_s']:,.0f} visitors/s)",
+            "",
+            "",
+            "≤ 60 s",
+        ),
     ]
-    table += [f"| {' | '.join(row)} |" for row in rows]
-    runs = ", ".join(f"{figure:,.0f}" for figure in api["runs"])
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="GA4 export rows")
+    parser.add_argument("--batches", type=int, default=200, help="500-event API batches per run")
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (median)")
+    parser.add_argument("--seconds", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--visitors", type=int, default=100_000, help="resegment --all size")
+    parser.add_argument("--output", default=str(OUTPUT))
+    args = parser.parse_args()
+
+    command = "make bench" if len(sys.argv) == 1 else "python -m bench " + shlex.join(sys.argv[1:])
+    print("preparing the scratch database", file=sys.stderr)
+    common.reset_database()
+    print("batch ingestion over HTTP", file=sys.stderr)
+    api = ingest.run(runs=args.runs, batches=args.batches)
+    print("GA4 export import", file=sys.stderr)
+    imp = ga4_import.run(rows=args.rows)
+    print("personalization under wrk", file=sys.stderr)
+    p13n = personalization.run(runs=args.runs, seconds=args.seconds)
+    print("resegment --all", file=sys.stderr)
+    reseg = personalization.resegment_all(visitors=args.visitors, events=args.visitors * 10)
+
+    api_runs = ", ".join(f"{figure:,.0f}" for figure in api["runs"])
     text = f"""# Performance
 
 Measured by `{command}` on {datetime.now(tz=UTC):%Y-%m-%d %H:%M} UTC: {platform.machine()},
 {os.cpu_count()} cores, Python {platform.python_version()}, PostgreSQL and Redis on the same
-machine as the load generator and the server (so every figure shares the 2 cores with its load).
-Rerun it with `make bench`; it rewrites this file.
+machine as the load generator and the server, so every figure shares the 2 cores with its own
+load. Rerun with `make bench`; it rewrites this file.
 
-{chr(10).join(table)}
+## Ingestion
 
-- API figure: median of {args.runs} runs ({runs} events/s), {api["events"]:,} events each, into
-  emptied tables, rate limiting off (it is per-IP and the bench is one IP). The ceiling is
-  `COPY` of the same rows into a table shaped and indexed like `analytics_event`.
-- Import figure: `manage.py import_ga4_export FILE --quiet` in a fresh process, into emptied
-  tables; peak RSS is that process's `ru_maxrss`. The ceiling is `COPY` of 300,000 of the same
-  rows, already transformed.
+{
+        table(
+            "| measure | figure | ceiling: PostgreSQL COPY, same rows | ratio | target |",
+            ingestion_rows(api, imp),
+        )
+    }
+
+- API: median of {args.runs} runs ({api_runs} events/s), {api["events"]:,} events each, into
+  emptied tables, rate limiting off (it is per IP and the bench is one IP). Ceiling: `COPY` of
+  the same rows into a table shaped and indexed like `analytics_event`.
+- Import: `manage.py import_ga4_export FILE --quiet` in a fresh process, into emptied tables;
+  peak RSS is that process's `ru_maxrss`. Ceiling: `COPY` of 300,000 of the same rows, already
+  transformed.
+
+## Personalization and segmentation
+
+gunicorn {p13n["workers"]} gthread workers x {p13n["threads"]} threads, wrk with 2 threads,
+{p13n["seconds"]} s a run, medians of {args.runs} runs for the saturating rows; ids spread over
+1,000 segmented visitors; the ceiling is `bench.urls.bare_json` (same middleware, no cache and
+no database). Saturating runs keep every connection busy, so their latency is connections
+divided by throughput; the paced rows offer a fixed load and show service latency.
+
+{
+        table(
+            "| measure | figure | ceiling: bare Django JSON view, same gunicorn | ratio | target |",
+            web_rows(p13n, reseg),
+        )
+    }
 """
     with open(args.output, "w") as handle:
         handle.write(text)

@@ -118,6 +118,9 @@ def gunicorn(
             "warning",
             "--max-requests",
             "0",
+            # Idle keep-alive connections must outlive a paced client's pause (default 2 s).
+            "--keep-alive",
+            "30",
         ],
         cwd=ROOT,
         env=bench_env(RATELIMIT_ENABLE="false", **(extra_env or {})),

@@ -151,3 +151,17 @@ def test_resegment_request__burst__one_task_then_profile(celery_worker, postgres
     assert again == 0
     profile = wait_for_profile("rec.2")
     assert profile.event_count == 6  # the one task ran after the burst and saw all of it
+
+
+@pytest.mark.django_db
+def test_resegment_request__bulk_load__chunked_tasks_every_visitor(
+    django_capture_on_commit_callbacks,
+):
+    from personalization.services import DEBOUNCE_UP_TO, RESEGMENT_CHUNK
+
+    ids = [f"bulk.{i}" for i in range(RESEGMENT_CHUNK + DEBOUNCE_UP_TO)]
+
+    queued = resegment_request(user_pseudo_ids=ids + ids[:5])  # repeats count once
+
+    assert queued == len(ids)
+    assert djcache.get(pending_key("bulk.0")) is None  # no per-visitor round trip
