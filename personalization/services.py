@@ -121,14 +121,13 @@ def resegment_request(*, user_pseudo_ids: Iterable[str]) -> int:
     from .tasks import resegment_visitors
 
     delay = settings.RESEGMENT_DEBOUNCE_SECONDS
-    due = []
-    for uid in user_pseudo_ids:
-        try:
-            first = djcache.add(pending_key(uid), 1, timeout=delay * 6 + 60)
-        except Exception:  # no cache, no debounce: queue anyway
-            first = True
-        if first:
-            due.append(uid)
+    ids = list(dict.fromkeys(user_pseudo_ids))
+    if len(ids) > DEBOUNCE_UP_TO:
+        # A bulk load (GA4 export import): one cache round trip per visitor would cost more than
+        # the burst it saves; every visitor is queued.
+        due = ids
+    else:
+        due = [uid for uid in ids if _first_pending(uid, timeout=delay * 6 + 60)]
     # One task per chunk: a bulk import touches thousands of visitors at once, and a message
     # per visitor would cost more than the scoring.
     for start in range(0, len(due), RESEGMENT_CHUNK):
@@ -137,6 +136,15 @@ def resegment_request(*, user_pseudo_ids: Iterable[str]) -> int:
 
 
 RESEGMENT_CHUNK = 200
+DEBOUNCE_UP_TO = 50  # visitors per request debounced one by one; above, a bulk load
+
+
+def _first_pending(user_pseudo_id: str, *, timeout: int) -> bool:
+    """Mark the visitor pending; False if it already was (a task is on its way)."""
+    try:
+        return bool(djcache.add(pending_key(user_pseudo_id), 1, timeout=timeout))
+    except Exception:  # no cache, no debounce: queue anyway
+        return True
 
 
 def pending_key(user_pseudo_id: str) -> str:
