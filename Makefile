@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install lint format typecheck migrations-check check clean worker beat bench eval
+.PHONY: run test install lint format typecheck migrations-check check clean worker beat bench eval prod-smoke
 
 $(STAMP): requirements/base.txt requirements/production.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,3 +57,7 @@ clean:
 ## make eval: segmentation accuracy, macro-F1 and calibration on labelled synthetic visitors
 eval: install
 	$(BIN)/python manage.py evaluate_segments
+
+## make prod-smoke: the container entrypoint's roles with production settings on local PostgreSQL + Redis
+prod-smoke: install
+	bash deploy/prod_smoke.sh

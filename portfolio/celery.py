@@ -26,6 +26,8 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
     timezone="UTC",
+    # Task modules autodiscovery (each app's tasks.py) does not find.
+    imports=("ops.backup_tasks",),
 )
 
 # Every periodic task, in one place.
@@ -37,6 +39,10 @@ app.conf.beat_schedule = {
     "analytics-ga4-data-api-sync": {
         "task": "analytics.tasks.sync_ga4_data_api",
         "schedule": crontab(hour=3, minute=30),
+    },
+    "ops-nightly-backup": {
+        "task": "ops.backup_tasks.nightly_backup",
+        "schedule": crontab(hour=2, minute=15),
     },
     "ops-purge-stale-task-results": {
         "task": "celery.backend_cleanup",

@@ -228,6 +228,18 @@ for _directory in (VAR_DIR, Path(STATIC_ROOT)):
     with contextlib.suppress(OSError):
         _directory.mkdir(parents=True, exist_ok=True)
 
+# --- Backups (`manage.py backup` / `restore`, nightly at 02:15 UTC) ---------------------------
+BACKUP_DIR = env.path("BACKUP_DIR", default=str(VAR_DIR / "backups"))
+BACKUP_RETENTION = env.int("BACKUP_RETENTION", default=7)
+BACKUP_PREFIX = env.str("BACKUP_PREFIX", default="portfolio")
+# Where pg_dump/pg_restore live when not on PATH (match the server's major version).
+BACKUP_PG_BIN_DIR = env.str("BACKUP_PG_BIN_DIR", default="")
+BACKUP_TIMEOUT = env.int("BACKUP_TIMEOUT", default=2400)
+# S3-compatible upload is left to configuration: set these only with an uploader installed.
+BACKUP_S3_BUCKET = env.str("BACKUP_S3_BUCKET", default="")
+BACKUP_S3_ENDPOINT_URL = env.str("BACKUP_S3_ENDPOINT_URL", default="")
+BACKUP_S3_PREFIX = env.str("BACKUP_S3_PREFIX", default="")
+
 # --- Admin bootstrap (`manage.py ensure_admin`) -------------------------------------------------
 ADMIN_USERNAME = env.str("ADMIN_USERNAME", default="admin")
 ADMIN_PASSWORD = env.str("ADMIN_PASSWORD", default="")

@@ -1,0 +1,93 @@
+"""gunicorn configuration for the `web` role (deploy/entrypoint.sh web). Environment:
+
+PORT (8000), BIND_HOST (0.0.0.0), WEB_CONCURRENCY workers (2), GUNICORN_THREADS per worker (4),
+GUNICORN_TIMEOUT (30 s), GUNICORN_GRACEFUL_TIMEOUT (25 s), GUNICORN_KEEPALIVE (5 s),
+GUNICORN_MAX_REQUESTS (1000, with 10 % jitter; 0 turns recycling off), GUNICORN_ACCESS_LOG
+(`off` or `json`), GUNICORN_PRELOAD (false), LOG_LEVEL (INFO).
+
+Why these choices:
+- gthread: the work is I/O bound (PostgreSQL, Redis), so threads multiply concurrency cheaply;
+  a slow client holds one thread, not a whole process.
+- graceful_timeout 25 s: on SIGTERM each worker stops accepting and finishes the requests it
+  has; 25 s stays below the 30 s that Docker (`stop_grace_period`) and Kubernetes
+  (`terminationGracePeriodSeconds`) wait before SIGKILL.
+- preload_app off by default: each worker imports the app itself, so nothing opened at import
+  time (a database or Redis connection, a thread) is shared across fork, and a HUP reload picks
+  up new code. GUNICORN_PRELOAD=true saves memory and start-up time (copy-on-write) and makes an
+  import error fail the master at once; the app opens no connection at import, so it is safe.
+- Access log off by default (the ingress/proxy logs requests; Prometheus counts them). `json`
+  writes one JSON object per request to stdout without the query string: visitor ids stay out
+  of the logs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from gunicorn.glogging import Logger
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.strip() else default
+
+
+def _env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    return default if not value else value in {"1", "true", "yes", "on"}
+
+
+bind = f"{os.environ.get('BIND_HOST', '0.0.0.0')}:{_env_int('PORT', 8000)}"  # noqa: S104  # nosec B104
+workers = _env_int("WEB_CONCURRENCY", 2)
+worker_class = "gthread"
+threads = _env_int("GUNICORN_THREADS", 4)
+timeout = _env_int("GUNICORN_TIMEOUT", 30)
+graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 25)
+keepalive = _env_int("GUNICORN_KEEPALIVE", 5)
+max_requests = _env_int("GUNICORN_MAX_REQUESTS", 1000)
+max_requests_jitter = max_requests // 10
+preload_app = _env_bool("GUNICORN_PRELOAD")
+# The heartbeat file on tmpfs: on a disk-backed /tmp, fchmod can stall a worker into a timeout.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108  # nosec B108
+# No runtime control socket: unused, and its default under $HOME is not writable in the image.
+control_socket_disable = True
+loglevel = os.environ.get("LOG_LEVEL", "INFO").lower()
+errorlog = "-"
+_access = os.environ.get("GUNICORN_ACCESS_LOG", "off").strip().lower()
+accesslog = "-" if _access == "json" else None
+proc_name = "portfolio-web"
+
+
+class JsonAccessLogger(Logger):
+    """gunicorn's logger with access lines as JSON (proper escaping, unlike a format string)."""
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        if not self.access_log_enabled:
+            return
+        status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
+        record = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "event": "http.request",
+            "method": environ.get("REQUEST_METHOD"),
+            "path": environ.get("PATH_INFO"),
+            "status": int(status),
+            "bytes": getattr(resp, "sent", None),
+            "duration_ms": round(request_time.total_seconds() * 1000, 1),
+            "remote": environ.get("REMOTE_ADDR"),
+            "user_agent": environ.get("HTTP_USER_AGENT"),
+        }
+        self.access_log.info(json.dumps(record, separators=(",", ":")))
+
+
+logger_class = JsonAccessLogger
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A dead worker's metric files are marked, so its gauges stop being reported."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
