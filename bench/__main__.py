@@ -124,7 +124,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000, help="GA4 export rows")
     parser.add_argument("--batches", type=int, default=200, help="500-event API batches per run")
-    parser.add_argument("--runs", type=int, default=3, help="runs per figure (median)")
+    parser.add_argument("--runs", type=int, default=5, help="runs per figure (median)")
     parser.add_argument("--seconds", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--visitors", type=int, default=100_000, help="resegment --all size")
     parser.add_argument("--output", default=str(OUTPUT))
@@ -172,7 +172,9 @@ gunicorn {p13n["workers"]} gthread workers x {p13n["threads"]} threads, wrk with
 {p13n["seconds"]} s a run, medians of {args.runs} runs for the saturating rows; ids spread over
 1,000 segmented visitors; the ceiling is `bench.urls.bare_json` (same middleware, no cache and
 no database). Saturating runs keep every connection busy, so their latency is connections
-divided by throughput; the paced rows offer a fixed load and show service latency.
+divided by throughput; the paced rows offer a fixed load for 60 s (long enough that wrk's
+opening burst, every connection's first request at once, stays under 1% of the requests) and
+show service latency.
 
 {
         table(
