@@ -130,6 +130,13 @@ def _active_stream(measurement_id: str) -> MeasurementStream | None:
     return MeasurementStream.objects.filter(measurement_id=measurement_id, is_active=True).first()
 
 
+def _mp_refusal(request: Request) -> Response | None:
+    """403 for an unknown stream or wrong secret, 413 for an oversized body, else None."""
+    if not _mp_stream_allowed(request):
+        return Response({"detail": STREAM_REFUSED}, status=status.HTTP_403_FORBIDDEN)
+    return _too_large(request, settings.MP_MAX_BODY_BYTES)
+
+
 def _mp_stream_allowed(request: Request) -> bool:
     stream = _active_stream(request.query_params.get("measurement_id", ""))
     secret = request.query_params.get("api_secret", "")
@@ -161,11 +168,9 @@ class MpCollectApi(_CollectApi):
         tags=["collect"],
     )
     def post(self, request: Request) -> Response:
-        if not _mp_stream_allowed(request):
-            return Response({"detail": STREAM_REFUSED}, status=status.HTTP_403_FORBIDDEN)
-        too_large = _too_large(request, settings.MP_MAX_BODY_BYTES)
-        if too_large:
-            return too_large
+        refused = _mp_refusal(request)
+        if refused:
+            return refused
         measurement_id = request.query_params["measurement_id"]
         parsed = mp_parse(request.body, context=f"mp/collect {measurement_id}")
         accepted = collected_store(
@@ -204,11 +209,9 @@ class MpDebugCollectApi(_CollectApi):
         tags=["collect"],
     )
     def post(self, request: Request) -> Response:
-        if not _mp_stream_allowed(request):
-            return Response({"detail": STREAM_REFUSED}, status=status.HTTP_403_FORBIDDEN)
-        too_large = _too_large(request, settings.MP_MAX_BODY_BYTES)
-        if too_large:
-            return too_large
+        refused = _mp_refusal(request)
+        if refused:
+            return refused
         parsed = mp_parse(request.body)
         return Response({"validationMessages": [m.as_ga4() for m in parsed.messages]})
 
