@@ -95,6 +95,38 @@ def postgres() -> None:
     require_service("PostgreSQL (DATABASE_URL)", connection.vendor == "postgresql")
 
 
+ADMIN_API_PASSWORD = "correct-horse-battery-staple-42"  # noqa: S105 (test fixture)
+
+
+@pytest.fixture
+def admin_api_user(db: None) -> object:
+    """A staff user holding ops.use_admin_api (not a superuser: the permission must suffice)."""
+    from django.contrib.auth.models import Permission, User
+
+    user = User.objects.create_user(
+        "api-admin", "api-admin@example.com", ADMIN_API_PASSWORD, is_staff=True
+    )
+    user.user_permissions.add(Permission.objects.get(codename="use_admin_api"))
+    return user
+
+
+@pytest.fixture
+def admin_token(admin_api_user: object) -> str:
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    return str(AccessToken.for_user(admin_api_user))
+
+
+@pytest.fixture
+def admin_client(admin_token: str) -> object:
+    """An API client sending the admin user's Bearer token."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {admin_token}")
+    return client
+
+
 @dataclass(frozen=True)
 class CeleryWorker:
     queue: str

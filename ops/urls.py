@@ -1,8 +1,10 @@
 from django.urls import path
 
+from .admin_apis import AdminLoginApi
 from .apis import HealthApi, ReadyApi
 
 urlpatterns = [
     path("health", HealthApi.as_view(), name="health"),
     path("ready", ReadyApi.as_view(), name="ready"),
+    path("api/admin/login", AdminLoginApi.as_view(), name="admin-login"),
 ]

@@ -72,8 +72,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             {"detail": "Request body too large."}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
         )
     if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
+        detail = exc.detail
+        if isinstance(detail, dict):  # simplejwt: {"detail", "code", "messages"}
+            detail = detail.get("detail", "Invalid token.")
         return Response(
-            {"detail": str(exc.detail)},
+            {"detail": str(detail)},
             status=status.HTTP_401_UNAUTHORIZED,
             headers={"WWW-Authenticate": 'Bearer realm="api"'},
         )

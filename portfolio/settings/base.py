@@ -6,6 +6,7 @@ PostgreSQL and Redis. Production strictness lives in `production.py`.
 """
 
 import contextlib
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -39,6 +40,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "rest_framework_simplejwt",
     "corsheaders",
     "analytics",
     "personalization",
@@ -123,6 +125,8 @@ RATELIMIT_USE_CACHE = "default"
 # A cache outage must not stop ingestion: requests pass unlimited while the cache is down.
 RATELIMIT_FAIL_OPEN = True
 RATELIMIT_EVENTS = env.str("RATELIMIT_EVENTS", default="100/m")
+# Password guessing: POST /api/admin/login attempts per client IP.
+RATELIMIT_ADMIN_LOGIN = env.str("RATELIMIT_ADMIN_LOGIN", default="5/m")
 # Proxies whose X-Forwarded-For we believe; empty means REMOTE_ADDR is the client.
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 # The local-memory cache is per process: fine for `make run`, not for several workers.
@@ -181,6 +185,14 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "portfolio.api.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
+# Admin API tokens: short-lived access tokens only (no refresh); log in again when one expires.
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_TOKEN_MINUTES", default=30)),
+    "SIGNING_KEY": env.str("JWT_SIGNING_KEY", default=SECRET_KEY),
+    "ALGORITHM": "HS256",
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "UPDATE_LAST_LOGIN": True,
+}
 SPECTACULAR_SETTINGS = {
     "TITLE": "Portfolio personalization API",
     "DESCRIPTION": "Visitor events in, audience segment and what to feature out.",
@@ -196,6 +208,11 @@ CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
 CORS_URLS_REGEX = r"^/(api|mp|g)/.*$"
 
 # --- Auth, i18n, static -------------------------------------------------------------------------
+# Argon2 for new and changed passwords; older hashes still verify and are upgraded on login.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
