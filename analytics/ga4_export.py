@@ -27,10 +27,12 @@ import zlib
 from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from queue import Full, Queue
 from typing import IO, Any
 
+import orjson
 from django.db import connection, models, transaction
 from django.utils import timezone
 from tqdm import tqdm
@@ -41,7 +43,7 @@ from .models import Event, EventSource, GA4ExportUpload, ImportStatus, RejectedE
 from .services import (
     EventIn,
     RejectedIn,
-    dedupe_key,
+    content_dedupe_key,
     events_store,
     events_stored_announce,
     page_fields,
@@ -53,7 +55,7 @@ from .validation import (
     EVENT_NAME_MESSAGE,
     EVENT_NAME_RE,
     MAX_PARAMS_BYTES,
-    SUSPECT_ESCAPE,
+    SUSPECT_ESCAPE_BYTES,
     USER_ID_MESSAGE,
     USER_PSEUDO_ID_RE,
     finite_float,
@@ -125,6 +127,10 @@ class _Batch:
     rejects: list[RejectedIn] = field(default_factory=list)
     position: int = 0  # bytes read from the file when the batch was complete
     received_at: datetime = field(default_factory=timezone.now)
+
+    @cached_property
+    def received_at_text(self) -> str:
+        return self.received_at.isoformat()
 
     def __len__(self) -> int:
         return len(self.events) + len(self.rejects)
@@ -340,27 +346,45 @@ class _Lines:
 # per line.
 _DECODER = json.JSONDecoder(parse_float=finite_float, parse_constant=reject_constant)
 _PARAMS_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-_TRAITS_ENCODER = _PARAMS_ENCODER
+
+
+# orjson reads a line in a third of the stdlib's time and agrees with it on every line it
+# accepts, with one difference: a JSON number past 64 bits becomes a float (BigQuery's INT64
+# is 64 bits, and exports write it as a string anyway). Every line orjson refuses goes to the
+# stdlib decoder, whose verdict and messages are the ones users see.
+def _decode_line(line: bytes) -> Any:
+    """A line already known to be UTF-8, decoded."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return _DECODER.decode(line.decode("utf-8"))
+
+
+def _json_text(value: Any) -> str:
+    """Compact JSON for a jsonb column (PostgreSQL normalises it, so any valid form will do)."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:  # an integer past 64 bits
+        return _PARAMS_ENCODER.encode(value)
 
 
 def _take_line(
     batch: _Batch, line: bytes | None, line_number: int, *, context: str, summary: ImportSummary
 ) -> None:
     """Validate one line into the batch, as an event or as a dead letter."""
-    text = ""
     data: Any = None
     try:
         if line is None:
             raise _RowError("line", f"Line is longer than {MAX_LINE_BYTES} bytes.", "LINE_TOO_LONG")
         if line_number == 1 and line.startswith(codecs.BOM_UTF8):
             line = line[len(codecs.BOM_UTF8) :]
+        if not line.isascii():
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _RowError("line", f"Not UTF-8: {exc}", "NOT_UTF8") from exc
         try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            text = line.decode("utf-8", "replace")
-            raise _RowError("line", f"Not UTF-8: {exc}", "NOT_UTF8") from exc
-        try:
-            data = _DECODER.decode(text)
+            data = _decode_line(line)
         except json.JSONDecodeError as exc:
             # Its own "line 1 column 9 (char 8)" would compete with the file's line number.
             message = f"Invalid JSON: {exc.msg} at column {exc.colno}."
@@ -369,7 +393,7 @@ def _take_line(
             raise _RowError("line", f"Invalid JSON: {exc}.", "INVALID_JSON") from exc
         if not isinstance(data, dict):
             raise _RowError("line", "Each line must be a JSON object.", "NOT_OBJECT")
-        if "\\u" in text and SUSPECT_ESCAPE.search(text) and has_unstorable_text(data):
+        if b"\\u" in line and SUSPECT_ESCAPE_BYTES.search(line) and has_unstorable_text(data):
             raise _RowError(
                 "line", "Text holds NUL or unpaired surrogate characters.", "TEXT_INVALID"
             )
@@ -377,12 +401,16 @@ def _take_line(
     except _RowError as exc:
         reasons = [exc.reason]
         stored = isinstance(data, dict) and exc.reason["code"] != "TEXT_INVALID"
-        payload = data if stored else {"raw": _raw_text(text)}
+        if stored:
+            payload = data
+        else:
+            text = "" if line is None else line.decode("utf-8", "replace")
+            payload = {"raw": _raw_text(text)}
         _reject(batch, payload, reasons, line_number, context=context, summary=summary)
         return
     batch.events.append(event)
     if batch.copy_rows is not None:
-        _copy_row_add(batch.copy_rows, event, params_json, batch.received_at)
+        _copy_row_add(batch.copy_rows, event, params_json, batch.received_at_text)
     # Every visitor of the batch gets an entry, with or without traits: the COPY path
     # upserts visitors from these.
     traits = batch.traits.get(event.user_pseudo_id)
@@ -403,8 +431,12 @@ def _parse_row(data: dict[str, Any]) -> tuple[EventIn, str]:
         raise _RowError("user_pseudo_id", USER_ID_MESSAGE, code)
     occurred_at = _occurred_at(data.get("event_timestamp"))
     params = _flatten(data.get("event_params"), "event_params")
-    params_json = _PARAMS_ENCODER.encode(params)
-    size = len(params_json) if params_json.isascii() else len(params_json.encode())
+    try:
+        encoded = orjson.dumps(params)
+    except orjson.JSONEncodeError:  # an integer past 64 bits
+        encoded = _PARAMS_ENCODER.encode(params).encode()
+    size = len(encoded)
+    params_json = encoded.decode()
     if size > MAX_PARAMS_BYTES:
         raise _RowError(
             "event_params",
@@ -666,15 +698,13 @@ def _insert_sql() -> str:
 
 
 def _copy_row_add(
-    rows: dict[str, tuple[Any, ...]], event: EventIn, params_json: str, received_at: datetime
+    rows: dict[str, tuple[Any, ...]], event: EventIn, params_json: str, received_at: str
 ) -> None:
     """The event's staging row, unless the batch has it already."""
-    params = event.event_params
-    key = dedupe_key(
-        user_pseudo_id=event.user_pseudo_id,
-        event_name=event.event_name,
-        occurred_at=event.occurred_at,
-        event_params=params,
+    # Times go to COPY as ISO text: psycopg formatting a datetime per row costs more.
+    occurred_at = event.occurred_at.isoformat()
+    key = content_dedupe_key(
+        event.user_pseudo_id, event.event_name, occurred_at, event.event_params
     )
     if key in rows:
         return
@@ -684,7 +714,7 @@ def _copy_row_add(
         event.event_name,
         event.user_pseudo_id,
         params_json,
-        event.occurred_at,
+        occurred_at,
         received_at,
         SOURCE.value,
         *page_fields(event),
@@ -705,7 +735,7 @@ def _store_copy(
         copy_visitors = f"COPY {STAGING_VISITORS} (user_pseudo_id, traits) FROM STDIN"
         with cursor.cursor.copy(copy_visitors) as copy:
             for uid, known in traits.items():
-                copy.write_row((uid, _TRAITS_ENCODER.encode(known)))
+                copy.write_row((uid, _json_text(known)))
         cursor.execute(_insert_sql())
         new_by_visitor = {uid: int(count) for uid, count in cursor.fetchall()}
         cursor.execute(f"TRUNCATE {STAGING_EVENTS}, {STAGING_VISITORS}")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from django.db import connection, transaction
 
 from ops.metrics import EVENTS_DUPLICATE, EVENTS_INGESTED
@@ -36,6 +37,29 @@ def timestamp_to_datetime(value: int | float) -> datetime:
 _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
 
 
+_SCALARS = (str, int, bool, type(None))
+
+
+def canonical_json(params: dict[str, Any]) -> str:
+    """Sorted, compact, ASCII-only JSON of an event's params: the form dedupe keys hash.
+
+    Dedupe keys must never change for the same event, so this is the stdlib's output byte for
+    byte. orjson writes it ten times faster where the two agree: flat text, integers, booleans
+    and nulls, when its output is all ASCII without DEL (the stdlib escapes those). Floats
+    (1e-07 vs 1e-7), nesting and anything else take the stdlib path. The tests hold the two
+    to the same output."""
+    for value in params.values():
+        if type(value) not in _SCALARS:
+            return _CANONICAL_JSON.encode(params)
+    try:
+        out = orjson.dumps(params, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # a key that is not text, an integer past 64 bits
+        return _CANONICAL_JSON.encode(params)
+    if out.isascii() and b"\x7f" not in out:
+        return out.decode()
+    return _CANONICAL_JSON.encode(params)
+
+
 def dedupe_key(
     *,
     user_pseudo_id: str,
@@ -46,16 +70,19 @@ def dedupe_key(
 ) -> str:
     """The client's event_id when it sent one, else the event's content, hashed."""
     if event_id:
-        material = ["id", user_pseudo_id, event_id]
-    else:
-        material = [
-            "content",
-            user_pseudo_id,
-            event_name,
-            occurred_at.isoformat(),
-            _CANONICAL_JSON.encode(event_params),
-        ]
-    return hashlib.sha256("\x1f".join(material).encode()).hexdigest()
+        material = "\x1f".join(("id", user_pseudo_id, event_id))
+        return hashlib.sha256(material.encode()).hexdigest()
+    return content_dedupe_key(user_pseudo_id, event_name, occurred_at.isoformat(), event_params)
+
+
+def content_dedupe_key(
+    user_pseudo_id: str, event_name: str, occurred_at_iso: str, event_params: dict[str, Any]
+) -> str:
+    """dedupe_key of an event without an event_id, for a caller that has the ISO time at hand."""
+    material = "\x1f".join(
+        ("content", user_pseudo_id, event_name, occurred_at_iso, canonical_json(event_params))
+    )
+    return hashlib.sha256(material.encode()).hexdigest()
 
 
 @dataclass

@@ -47,6 +47,7 @@ def finite_float(text: str) -> float:
 
 # A JSON escape of NUL or of a surrogate: the only ways text PostgreSQL refuses gets in.
 SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+SUSPECT_ESCAPE_BYTES = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 TEXT_MESSAGE = "Text must not contain NUL or unpaired surrogate characters."
 
 

@@ -15,7 +15,10 @@ from pathlib import Path
 import pytest
 from django.core.files.base import ContentFile
 from django.core.management import CommandError, call_command
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from analytics import ga4_export
 from analytics.ga4_export import MAX_LINE_BYTES, ImportSummary, import_export_file, import_upload
 from analytics.models import (
     Event,
@@ -699,3 +702,25 @@ def test_import_ga4_upload_task__real_worker__imports_and_records_summary(celery
         assert Visitor.objects.get(user_pseudo_id="42.42").event_count == 2
     finally:
         upload.file.delete(save=False)
+
+
+_line_values = st.recursive(
+    st.text()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.booleans()
+    | st.none(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.text(), _line_values, max_size=6), st.booleans())
+def test_line_decoder_reads_what_the_stdlib_reads(row, ascii_only):
+    # The import reads lines with orjson and falls back to the stdlib: for every line both
+    # accept, they must agree, floats to the last bit.
+    line = json.dumps(row, ensure_ascii=ascii_only).encode() + b"\n"
+    decoded = ga4_export._decode_line(line)
+    assert decoded == json.loads(line)
+    assert json.dumps(decoded) == json.dumps(json.loads(line))

@@ -1,9 +1,18 @@
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analytics.models import Event, Visitor
-from analytics.services import EventIn, dedupe_key, events_store, timestamp_to_datetime
+from analytics.services import (
+    _CANONICAL_JSON,
+    EventIn,
+    canonical_json,
+    dedupe_key,
+    events_store,
+    timestamp_to_datetime,
+)
 
 MOMENT = datetime(2025, 11, 29, 7, 6, 40, tzinfo=UTC)  # 1764400000
 
@@ -124,3 +133,38 @@ def test_events_store__null_page_params__empty_columns_not_none_text():
 
     row = Event.objects.get()
     assert (row.session_id, row.page_location, row.page_referrer) == ("", "", "")
+
+
+# --- canonical JSON: the dedupe key's input must never change with the encoder ----------------
+_json_scalars = (
+    st.text()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.booleans()
+    | st.none()
+)
+_json_values = st.recursive(
+    _json_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(st.text(), _json_values, max_size=8))
+def test_canonical_json_is_the_stdlib_output_byte_for_byte(params):
+    assert canonical_json(params) == _CANONICAL_JSON.encode(params)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x80)),
+        st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x80))
+        | st.integers(min_value=-(2**63), max_value=2**64),
+        max_size=8,
+    )
+)
+def test_canonical_json_fast_path_agrees_on_ascii_edges(params):
+    # Control characters, DEL and the 64-bit boundary are where orjson and the stdlib could part.
+    assert canonical_json(params) == _CANONICAL_JSON.encode(params)
