@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install lint format typecheck migrations-check check clean worker beat bench eval prod-smoke
+.PHONY: run test install lint format typecheck migrations-check check clean worker beat bench loadtest eval prod-smoke
 
 $(STAMP): requirements/base.txt requirements/production.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,15 @@ beat: install
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache
+
+## make bench: throughput and latency next to their ceilings -> docs/PERFORMANCE.md (needs wrk,
+## the local PostgreSQL and Redis; about 25 minutes)
+bench: install
+	$(BIN)/python -m bench
+
+## make loadtest: 1,000 locust users against the production-mode stack -> docs/PERFORMANCE.md
+loadtest: install
+	$(BIN)/python -m bench.loadtest
 
 ## make eval: segmentation accuracy, macro-F1 and calibration on labelled synthetic visitors
 eval: install

@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -97,15 +98,15 @@ def free_port() -> int:
 @contextlib.contextmanager
 def gunicorn(
     *, workers: int = 2, threads: int = 4, extra_env: dict[str, str] | None = None
-) -> Iterator[str]:
-    """A gunicorn server on the bench database; yields its base URL."""
+) -> Iterator[Server]:
+    """A gunicorn server on the bench database (bench.wsgi: the product plus its baselines)."""
     port = free_port()
     process = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "gunicorn",
-            "portfolio.wsgi:application",
+            "bench.wsgi:application",
             "--bind",
             f"127.0.0.1:{port}",
             "--workers",
@@ -138,14 +139,35 @@ def gunicorn(
                         break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"gunicorn did not start: {process.stderr.read()!r}"
-                    ) from None
+                    output = process.stderr.read() if process.stderr else b""
+                    raise RuntimeError(f"gunicorn did not start: {output!r}") from None
                 time.sleep(0.2)
-        yield base
+        yield Server(base=base, pid=process.pid)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
+
+
+@dataclass(frozen=True)
+class Server:
+    base: str
+    pid: int  # gunicorn's master
+
+    def worker_rss_mib(self) -> list[float]:
+        """Resident memory of each worker (the master's children), from /proc."""
+        sizes = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) != self.pid:
+                    continue
+                status = (stat.parent / "status").read_text()
+            except (OSError, IndexError, ValueError):
+                continue  # a process that ended while we looked
+            for line in status.splitlines():
+                if line.startswith("VmRSS:"):
+                    sizes.append(int(line.split()[1]) / 1024)
+        return sorted(sizes)
 
 
 def median_of(runs: int, measure: Callable[[int], float]) -> tuple[float, list[float]]:
@@ -157,3 +179,19 @@ def peak_rss_mib_of_children() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def report_section_write(path: Path, name: str, text: str) -> None:
+    """Put `text` between `<!-- name:start -->` and `<!-- name:end -->` in the report at
+    `path`, replacing what was there or appending it: `make bench` and `make loadtest` each
+    rewrite their own part of docs/PERFORMANCE.md and keep the other's."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{text.strip()}\n{end}\n"
+    current = path.read_text() if path.exists() else ""
+    if start in current and end in current:
+        before, rest = current.split(start, 1)
+        after = rest.split(end, 1)[1].lstrip("\n")
+        updated = before + block + ("\n" + after if after else "")
+    else:
+        updated = (current.rstrip() + "\n\n" if current.strip() else "") + block
+    path.write_text(updated)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from analytics.services import dedupe_key
 
@@ -95,7 +96,7 @@ def run_import(path: Path) -> tuple[float, float]:
 
 def copy_rows(count: int) -> list[tuple[object, ...]]:
     now = datetime.now(tz=UTC)
-    rows = []
+    rows: list[tuple[object, ...]] = []
     for row in export_rows(count):
         params = {p["key"]: next(iter(p["value"].values())) for p in row["event_params"]}
         occurred = datetime.fromtimestamp(int(row["event_timestamp"]) / 1e6, tz=UTC)
@@ -121,7 +122,7 @@ def copy_rows(count: int) -> list[tuple[object, ...]]:
     return rows
 
 
-def run(*, rows: int = 1_000_000, small_rows: int = 100_000, runs: int = 1) -> dict[str, object]:
+def run(*, rows: int = 1_000_000, small_rows: int = 100_000, runs: int = 1) -> dict[str, Any]:
     big, small = export_file(rows), export_file(small_rows)
     common.truncate("analytics_event", "analytics_visitor", "analytics_rejectedevent")
     _, small_rss = run_import(small)

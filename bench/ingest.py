@@ -10,6 +10,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from analytics.services import dedupe_key
@@ -50,7 +51,9 @@ def post_all(base_url: str, bodies: list[bytes], *, concurrency: int) -> float:
 
     def send(body: bytes) -> None:
         if not hasattr(local, "conn"):
-            local.conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+            local.conn = http.client.HTTPConnection(
+                url.hostname or "127.0.0.1", url.port, timeout=60
+            )
         local.conn.request("POST", "/api/events", body, {"Content-Type": "application/json"})
         response = local.conn.getresponse()
         response.read()
@@ -68,7 +71,7 @@ def post_all(base_url: str, bodies: list[bytes], *, concurrency: int) -> float:
 
 def copy_rows(batches: list[list[dict]]) -> list[tuple[object, ...]]:
     now = datetime.now(tz=UTC)
-    rows = []
+    rows: list[tuple[object, ...]] = []
     for batch in batches:
         for e in batch:
             occurred = datetime.fromtimestamp(e["event_timestamp"] / 1000, tz=UTC)
@@ -95,9 +98,10 @@ def copy_rows(batches: list[list[dict]]) -> list[tuple[object, ...]]:
     return rows
 
 
-def run(*, runs: int = 3, batches: int = 200, concurrency: int = 4) -> dict[str, object]:
+def run(*, runs: int = 3, batches: int = 200, concurrency: int = 4) -> dict[str, Any]:
     figures = []
-    with common.gunicorn() as base_url:
+    with common.gunicorn() as server:
+        base_url = server.base
         for number in range(runs):
             common.truncate("analytics_event", "analytics_visitor")
             data = make_batches(number, batches=batches)

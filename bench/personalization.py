@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import time
+from typing import Any
 
 from . import common
 
@@ -14,8 +15,8 @@ LUA = common.ROOT / "bench" / "wrk_ids.lua"
 VISITORS = 1_000
 
 
-def seed_visitors(count: int = VISITORS) -> None:
-    """`count` visitors named bench.1..N with persona-model events, segmented."""
+def seed_visitors(count: int = VISITORS, prefix: str = "bench") -> None:
+    """`count` visitors named PREFIX.1..N with persona-model events, segmented."""
     from django.utils import timezone
 
     from analytics import signals
@@ -32,7 +33,7 @@ def seed_visitors(count: int = VISITORS) -> None:
             batch += [
                 EventIn(
                     event_name=e["event_name"],
-                    user_pseudo_id=f"bench.{index + 1}",
+                    user_pseudo_id=f"{prefix}.{index + 1}",
                     event_params=e["event_params"],
                     event_id=e["event_id"],
                     occurred_at=timestamp_to_datetime(e["event_timestamp"]),
@@ -72,38 +73,62 @@ def wrk(base_url: str, *, connections: int, seconds: int, **env: str) -> dict[st
     return result
 
 
-def median_run(runs: int, base_url: str, **kwargs: object) -> dict[str, float]:
-    results = sorted((wrk(base_url, **kwargs) for _ in range(runs)), key=lambda r: r["rps"])
-    return results[len(results) // 2]
+def median(results: list[dict[str, float]]) -> dict[str, float]:
+    """The run with the median throughput, whole (its latencies belong to it)."""
+    ordered = sorted(results, key=lambda r: r["rps"])
+    return ordered[len(ordered) // 2]
+
+
+# What each saturating row requests: the product's hot path, warm and cold, and its ceilings.
+KINDS = {
+    "cached": {"WRK_IDS": str(VISITORS), "WRK_PREFIX": "bench"},
+    "bare": {"WRK_PATH": "/bench/bare"},
+    "raw": {"WRK_PATH": "/bench/raw"},
+}
+CONNECTIONS = (64, 256, 1000)
 
 
 def run(
-    *, runs: int = 3, seconds: int = 10, workers: int = 2, threads: int = 4
-) -> dict[str, object]:
+    *, runs: int = 3, seconds: int = 10, paced_seconds: int = 60, workers: int = 2, threads: int = 4
+) -> dict[str, Any]:
     common.truncate("analytics_event", "analytics_visitor", "personalization_visitorprofile")
     seed_visitors()
-    cached = {"WRK_IDS": str(VISITORS), "WRK_PREFIX": "bench"}
-    figures: dict[str, object] = {"workers": workers, "threads": threads, "seconds": seconds}
+    cached = KINDS["cached"]
+    figures: dict[str, Any] = {"workers": workers, "threads": threads, "seconds": seconds}
     with common.gunicorn(
         workers=workers, threads=threads, extra_env={"DJANGO_ROOT_URLCONF": "bench.urls"}
-    ) as base:
+    ) as server:
+        base = server.base
         wrk(base, connections=16, seconds=3, **cached)  # warm every visitor's entry
-        for connections in (64, 256):
-            figures[f"cached_{connections}"] = median_run(
-                runs, base, connections=connections, seconds=seconds, **cached
-            )
-            figures[f"bare_{connections}"] = median_run(
-                runs, base, connections=connections, seconds=seconds, WRK_PATH="/bench/bare"
-            )
-        figures["uncached_64"] = median_run(
-            runs, base, connections=64, seconds=seconds, WRK_IDS="1000000000", WRK_PREFIX="miss"
+        # Rounds, not blocks: each round runs every kind once, back to back, so a slow minute
+        # on the shared machine lands on all of them alike; the ratios are per round.
+        for connections in CONNECTIONS:
+            rounds = [
+                {
+                    kind: wrk(base, connections=connections, seconds=seconds, **env)
+                    for kind, env in KINDS.items()
+                }
+                for _ in range(runs)
+            ]
+            for kind in KINDS:
+                figures[f"{kind}_{connections}"] = median([r[kind] for r in rounds])
+            ratios = sorted(r["cached"]["rps"] / r["bare"]["rps"] for r in rounds)
+            figures[f"ratio_{connections}"] = ratios[len(ratios) // 2]
+            figures[f"ratios_{connections}"] = ratios
+        figures["uncached_64"] = median(
+            [
+                wrk(base, connections=64, seconds=seconds, WRK_IDS="1000000000", WRK_PREFIX="miss")
+                for _ in range(runs)
+            ]
         )
         # A fixed offered load (each connection paced to its share), where latency is service
         # time plus queueing rather than connections / throughput. wrk sends every connection's
         # first request at once, a burst that is not the steady state: a minute dilutes it
         # below the 1% that p99 looks at.
-        figures["paced_256"] = wrk(base, connections=256, seconds=60, WRK_RATE="600", **cached)
-        figures["conns_1000"] = wrk(base, connections=1000, seconds=60, WRK_RATE="600", **cached)
+        paced = {"WRK_RATE": "600", **cached}
+        figures["paced_256"] = wrk(base, connections=256, seconds=paced_seconds, **paced)
+        figures["conns_1000"] = wrk(base, connections=1000, seconds=paced_seconds, **paced)
+        figures["worker_rss_mib"] = server.worker_rss_mib()
     return figures
 
 
