@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,7 +112,7 @@ def admin_api_user(db: None) -> object:
 
 
 @pytest.fixture
-def admin_token(admin_api_user: object) -> str:
+def admin_token(admin_api_user: Any) -> str:
     from rest_framework_simplejwt.tokens import AccessToken
 
     return str(AccessToken.for_user(admin_api_user))

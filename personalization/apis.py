@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -22,7 +23,7 @@ from .selectors import personalization_get
 
 JSON = "application/json"
 
-_CONTRIBUTION_FIELDS = {
+_CONTRIBUTION_FIELDS: dict[str, serializers.Field] = {
     "signal": serializers.CharField(),
     "segment": serializers.CharField(),
     "weight": serializers.FloatField(),
@@ -74,7 +75,7 @@ class PersonalizationApi(APIView):
     permission_classes: list[type] = []
     http_method_names = ["get", "options"]
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if request.method != "GET":
             return super().dispatch(request, *args, **kwargs)
         user_id = request.GET.get("user_id")
@@ -93,5 +94,5 @@ class PersonalizationApi(APIView):
         },
         tags=["personalization"],
     )
-    def get(self, request: Request) -> HttpResponse:  # documentation only; dispatch serves GET
+    def get(self, request: Request) -> HttpResponseBase:  # documentation only; dispatch serves GET
         return self.dispatch(request._request)

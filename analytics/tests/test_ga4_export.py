@@ -41,7 +41,12 @@ VISITOR = "1234567.7654321"
 
 def typed(value):
     """One GA4 value record: every member present, the unused ones null, INT64 as a string."""
-    record = {"string_value": None, "int_value": None, "float_value": None, "double_value": None}
+    record: dict[str, object] = {
+        "string_value": None,
+        "int_value": None,
+        "float_value": None,
+        "double_value": None,
+    }
     if isinstance(value, str):
         record["string_value"] = value
     elif isinstance(value, int):

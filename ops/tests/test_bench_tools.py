@@ -17,7 +17,8 @@ def test_report_sections_replace_their_own_part_and_keep_the_others(tmp_path):
     common.report_section_write(report, "bench", "# Performance\n\nbench v2")
 
     text = report.read_text()
-    assert "bench v2" in text and "bench v1" not in text
+    assert "bench v2" in text
+    assert "bench v1" not in text
     assert "locust v1" in text
     assert text.index("bench v2") < text.index("locust v1")  # order kept
     assert text.count("<!-- loadtest:start -->") == 1 == text.count("<!-- bench:start -->")

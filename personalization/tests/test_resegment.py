@@ -27,6 +27,7 @@ def test_resegment_all__demo_visitors__one_profile_each_and_same_as_incremental(
         incremental = visitor_resegment(
             user_pseudo_id=profile.user_pseudo_id, now=profile.computed_at
         )
+        assert incremental is not None
         assert incremental.segment == profile.segment
         assert incremental.scores == profile.scores
 

@@ -72,9 +72,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             {"detail": "Request body too large."}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
         )
     if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
-        detail = exc.detail
+        detail: Any = exc.detail
         if isinstance(detail, dict):  # simplejwt: {"detail", "code", "messages"}
-            detail = detail.get("detail", "Invalid token.")
+            detail = detail.get("detail") or "Invalid token."
         return Response(
             {"detail": str(detail)},
             status=status.HTTP_401_UNAUTHORIZED,
@@ -88,8 +88,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         headers = {}
         if getattr(exc, "wait", None):
             headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
-        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        return Response({"detail": detail}, status=exc.status_code, headers=headers)
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return Response({"detail": message}, status=exc.status_code, headers=headers)
     if isinstance(exc, (OperationalError, InterfaceError)) or type(exc) is DatabaseError:
         logger.error("api.database_unavailable", extra={"error": type(exc).__name__})
         return Response(
