@@ -134,7 +134,7 @@ def gunicorn(
         deadline = time.monotonic() + 30
         while True:
             try:
-                with urllib.request.urlopen(f"{base}/health", timeout=1) as response:  # noqa: S310
+                with urllib.request.urlopen(f"{base}/health", timeout=1) as response:  # noqa: S310  # nosec B310
                     if response.status == 200:
                         break
             except OSError:

@@ -95,7 +95,7 @@ def wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 60)
             raise RuntimeError(f"the web role exited with {process.returncode}")
         with (
             contextlib.suppress(OSError),
-            urllib.request.urlopen(f"{base}/ready", timeout=2) as response,  # noqa: S310
+            urllib.request.urlopen(f"{base}/ready", timeout=2) as response,  # noqa: S310  # nosec B310
         ):
             if response.status == 200:
                 return
