@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count
+from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 
 from analytics.models import Event, Visitor
@@ -94,6 +94,20 @@ def scoring_model_build() -> ScoringModel:
         catalog=catalog,
         temperature=settings.SCORING_TEMPERATURE,
         min_events=settings.SCORING_MIN_EVENTS,
+    )
+
+
+def stale_visitor_ids(*, limit: int) -> list[str]:
+    """Visitors whose profile is missing or counts fewer events than they have: their
+    re-segmentation was never queued (broker down) or lost. Most recently seen first."""
+    up_to_date = VisitorProfile.objects.filter(
+        user_pseudo_id=OuterRef("user_pseudo_id"), event_count=OuterRef("event_count")
+    )
+    return list(
+        Visitor.objects.filter(event_count__gt=0)
+        .exclude(Exists(up_to_date))
+        .order_by("-last_seen")
+        .values_list("user_pseudo_id", flat=True)[:limit]
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +29,8 @@ from .models import (
 )
 from .scoring import Decision, ScoringModel, explanation, score_visitor
 from .selectors import scoring_model_get, visitor_events
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -130,9 +134,24 @@ def resegment_request(*, user_pseudo_ids: Iterable[str]) -> int:
         due = [uid for uid in ids if _first_pending(uid, timeout=delay * 6 + 60)]
     # One task per chunk: a bulk import touches thousands of visitors at once, and a message
     # per visitor would cost more than the scoring.
-    for start in range(0, len(due), RESEGMENT_CHUNK):
-        resegment_visitors.apply_async(args=[due[start : start + RESEGMENT_CHUNK]], countdown=delay)
-    return len(due)
+    queued = 0
+    try:
+        for start in range(0, len(due), RESEGMENT_CHUNK):
+            chunk = due[start : start + RESEGMENT_CHUNK]
+            resegment_visitors.apply_async(args=[chunk], countdown=delay)
+            queued += len(chunk)
+    except Exception as exc:
+        # The broker is down. The events are stored (this runs after commit) and must not be
+        # answered with an error; the stale-profile sweep (resegment_stale) catches these
+        # visitors up once the broker is back. Their pending marks go, so that their next
+        # event queues them again.
+        logger.warning(
+            "p13n.resegment.queue_failed",
+            extra={"visitors": len(due) - queued, "error": type(exc).__name__},
+        )
+        with contextlib.suppress(Exception):
+            djcache.delete_many([pending_key(uid) for uid in due[queued:]])
+    return queued
 
 
 RESEGMENT_CHUNK = 200

@@ -27,6 +27,21 @@ def resegment_visitors(user_pseudo_ids: list[str]) -> None:
         visitor_resegment(user_pseudo_id=uid)
 
 
+@shared_task(name="personalization.tasks.resegment_stale", ignore_result=True)
+def resegment_stale() -> int:
+    """Catch up visitors whose re-segmentation was never queued (the broker was down when
+    their events arrived): scheduled by beat every RESEGMENT_SWEEP_MINUTES."""
+    from django.conf import settings
+
+    from .selectors import stale_visitor_ids
+    from .services import RESEGMENT_CHUNK
+
+    stale = stale_visitor_ids(limit=settings.RESEGMENT_SWEEP_LIMIT)
+    for start in range(0, len(stale), RESEGMENT_CHUNK):
+        resegment_visitors.delay(stale[start : start + RESEGMENT_CHUNK])
+    return len(stale)
+
+
 @shared_task(name="personalization.tasks.resegment_all", soft_time_limit=3300, time_limit=3600)
 def resegment_all() -> dict[str, int]:
     """Recompute every visitor's profile (after a signal or catalog change)."""

@@ -4,6 +4,7 @@ import os
 
 from celery import Celery
 from celery.schedules import crontab
+from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portfolio.settings")
 
@@ -43,6 +44,10 @@ app.conf.beat_schedule = {
     "ops-nightly-backup": {
         "task": "ops.backup_tasks.nightly_backup",
         "schedule": crontab(hour=2, minute=15),
+    },
+    "personalization-resegment-stale": {
+        "task": "personalization.tasks.resegment_stale",
+        "schedule": settings.RESEGMENT_SWEEP_MINUTES * 60.0,
     },
     "ops-purge-stale-task-results": {
         "task": "celery.backend_cleanup",

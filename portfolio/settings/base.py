@@ -168,6 +168,10 @@ SCORING_TEMPERATURE = env.float("SCORING_TEMPERATURE", default=1.0)
 SCORING_MIN_EVENTS = env.int("SCORING_MIN_EVENTS", default=3)
 # A visitor's re-segmentation waits this long after its first new event, to batch a burst.
 RESEGMENT_DEBOUNCE_SECONDS = env.int("RESEGMENT_DEBOUNCE_SECONDS", default=10)
+# Visitors whose re-segmentation was missed (broker down) are swept up this often, this many
+# at a time.
+RESEGMENT_SWEEP_MINUTES = env.int("RESEGMENT_SWEEP_MINUTES", default=10)
+RESEGMENT_SWEEP_LIMIT = env.int("RESEGMENT_SWEEP_LIMIT", default=5000)
 # Share of visitors kept on the default experience to measure what personalization buys.
 PERSONALIZATION_HOLDOUT_PERCENT = env.float("PERSONALIZATION_HOLDOUT_PERCENT", default=10.0)
 PERSONALIZATION_HOLDOUT_SALT = env.str("PERSONALIZATION_HOLDOUT_SALT", default="holdout-v1")
