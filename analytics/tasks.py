@@ -23,6 +23,14 @@ GA4_RETRYABLE = (
 )
 
 
+@shared_task(name="analytics.tasks.retention_apply", soft_time_limit=3300, time_limit=3600)
+def retention_apply() -> dict[str, int]:
+    """Delete events and dead letters past their retention period (daily, from beat)."""
+    from .retention import retention_apply as apply
+
+    return apply().as_dict()
+
+
 @shared_task(name="analytics.tasks.import_ga4_upload", soft_time_limit=3300, time_limit=3600)
 def import_ga4_upload(upload_id: int) -> None:
     """Import a GA4 export file uploaded in admin. Idempotent: rows are deduplicated."""

@@ -49,6 +49,10 @@ app.conf.beat_schedule = {
         "task": "personalization.tasks.resegment_stale",
         "schedule": settings.RESEGMENT_SWEEP_MINUTES * 60.0,
     },
+    "analytics-retention": {
+        "task": "analytics.tasks.retention_apply",
+        "schedule": crontab(hour=3, minute=0),
+    },
     "ops-purge-stale-task-results": {
         "task": "celery.backend_cleanup",
         "schedule": crontab(hour=4, minute=0),

@@ -151,6 +151,11 @@ MP_MAX_BODY_BYTES = env.int("MP_MAX_BODY_BYTES", default=130_000)
 GTAG_MAX_BODY_BYTES = env.int("GTAG_MAX_BODY_BYTES", default=130_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(EVENTS_MAX_BODY_BYTES, 2_621_440)
 
+# Retention: events (by when they happened) and dead letters (by when they arrived) older
+# than this many days are deleted every night at 03:00 UTC; 0 keeps them forever.
+EVENT_RETENTION_DAYS = env.int("EVENT_RETENTION_DAYS", default=395)
+REJECTED_RETENTION_DAYS = env.int("REJECTED_RETENTION_DAYS", default=30)
+
 # --- GA4 Data API sync (off unless GA4_PROPERTY_ID is set) --------------------------------------
 GA4_PROPERTY_ID = env.str("GA4_PROPERTY_ID", default="")
 # Service-account JSON key file; GOOGLE_APPLICATION_CREDENTIALS is used when this is empty.
