@@ -19,7 +19,8 @@ Choices:
   dt → page_title, dr → page_referrer, sid → ga_session_id (and the event's session id),
   sct → ga_session_number, seg → session_engaged, _et → engagement_time_msec. uid, up./upn.,
   ul and sr become visitor traits (user_id, user_properties.<name>, device.language,
-  device.screen_resolution). Transport fields (_p, _s, gtm, _z...) are dropped.
+  device.screen_resolution), and Consent Mode's gcs the consent traits (analytics/consent.py).
+  Transport fields (_p, _s, gtm, _z...) are dropped.
 - gtag sends no absolute time per event: each event is "now", lines a microsecond apart so they
   keep their order and two alike in one hit are not taken for duplicates.
 """
@@ -33,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from .consent import gcs_traits
 from .measurement_protocol import VISITOR_ID_RE, Code, ValidationMessage, json_safe
 from .services import EventIn, RejectedIn
 
@@ -192,6 +194,7 @@ def _traits(hit: _Hit, user_properties: Mapping[str, Any]) -> dict[str, Any]:
     for name, trait in _DEVICE_FIELDS.items():
         if hit.params.get(name):
             traits[trait] = hit.params[name]
+    traits.update(gcs_traits(hit.params.get("gcs", "")))
     return traits
 
 

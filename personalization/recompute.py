@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 from tqdm import tqdm
 
+from analytics.consent import denied_visitor_ids
 from analytics.models import Event, Visitor
 
 from . import cache
@@ -67,8 +68,15 @@ def profiles_recompute_all(
     model = scoring_model_get()
     summary = RecomputeSummary()
     bar = tqdm(total=Visitor.objects.count(), unit="visitor", disable=not progress, file=sys.stderr)
+    denied = denied_visitor_ids()
+    if denied:
+        VisitorProfile.objects.filter(user_pseudo_id__in=denied).delete()
+        for uid in denied:
+            cache.forget_visitor(uid)
     batch: list[VisitorProfile] = []
     for uid, events in _events_by_visitor(chunk_size=10_000):
+        if uid in denied:
+            continue
         decision = score_visitor(model, events, now=now)
         batch.append(VisitorProfile(user_pseudo_id=uid, **profile_fields(decision, model, now)))
         summary.visitors += 1

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 
+from analytics.consent import profiling_denied_q
 from analytics.models import Event, Visitor
 
 from . import cache as p13n_cache
@@ -106,6 +107,7 @@ def stale_visitor_ids(*, limit: int) -> list[str]:
     return list(
         Visitor.objects.filter(event_count__gt=0)
         .exclude(Exists(up_to_date))
+        .exclude(profiling_denied_q())
         .order_by("-last_seen")
         .values_list("user_pseudo_id", flat=True)[:limit]
     )

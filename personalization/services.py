@@ -14,6 +14,7 @@ from django.core.cache import cache as djcache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from analytics.consent import denied_visitor_ids
 from ops.metrics import VISITORS_SEGMENTED
 
 from . import cache, demo_catalog
@@ -67,6 +68,9 @@ def visitor_resegment(*, user_pseudo_id: str, now: datetime | None = None) -> Vi
     published to the cache after commit so the next personalization request sees it.
     """
     now = now or timezone.now()
+    if denied_visitor_ids([user_pseudo_id]):
+        _profile_forget(user_pseudo_id)
+        return None
     model = scoring_model_get()
     events = visitor_events(user_pseudo_id=user_pseudo_id)
     if not events:
@@ -100,6 +104,13 @@ def visitor_resegment(*, user_pseudo_id: str, now: datetime | None = None) -> Vi
         transaction.on_commit(lambda: cache.publish_profile_version(user_pseudo_id, version))
     VISITORS_SEGMENTED.labels(decision.segment).inc()
     return profile
+
+
+def _profile_forget(user_pseudo_id: str) -> None:
+    """A visitor who denied profiling: no profile, no cached answer (the default is served)."""
+    deleted, _ = VisitorProfile.objects.filter(user_pseudo_id=user_pseudo_id).delete()
+    if deleted:
+        transaction.on_commit(lambda: cache.forget_visitor(user_pseudo_id))
 
 
 def profile_fields(decision: Decision, model: ScoringModel, now: datetime) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -150,6 +151,12 @@ EVENTS_MAX_FUTURE_HOURS = env.int("EVENTS_MAX_FUTURE_HOURS", default=72)
 MP_MAX_BODY_BYTES = env.int("MP_MAX_BODY_BYTES", default=130_000)
 GTAG_MAX_BODY_BYTES = env.int("GTAG_MAX_BODY_BYTES", default=130_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(EVENTS_MAX_BODY_BYTES, 2_621_440)
+
+# Consent (analytics/consent.py): `honour` keeps visitors who denied analytics storage or ad
+# personalization out of profiling; `ignore` when consent is enforced before any tag loads.
+CONSENT_MODE = env.str("CONSENT_MODE", default="honour")
+if CONSENT_MODE not in {"honour", "ignore"}:
+    raise ImproperlyConfigured("CONSENT_MODE must be `honour` or `ignore`.")
 
 # Retention: events (by when they happened) and dead letters (by when they arrived) older
 # than this many days are deleted every night at 03:00 UTC; 0 keeps them forever.
