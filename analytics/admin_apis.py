@@ -28,8 +28,8 @@ class EventsSearchParams(serializers.Serializer):
     )
     limit = serializers.IntegerField(min_value=1, max_value=MAX_LIMIT, default=50)
     offset = serializers.IntegerField(min_value=0, max_value=MAX_OFFSET, default=0)
-    event_name = serializers.RegexField(EVENT_NAME_RE.pattern, required=False)
-    user_pseudo_id = serializers.RegexField(USER_PSEUDO_ID_RE.pattern, required=False)
+    event_name = serializers.RegexField(f"^{EVENT_NAME_RE.pattern}$", required=False)
+    user_pseudo_id = serializers.RegexField(f"^{USER_PSEUDO_ID_RE.pattern}$", required=False)
     q = serializers.CharField(
         max_length=200, required=False, help_text="Text in the event name or its params."
     )
