@@ -14,7 +14,7 @@ from personalization import admin_display as show
 from personalization.admin import erase_visitors
 from personalization.models import VisitorProfile
 
-from .admin_paging import EstimatedCountPaginator, csv_rows
+from .admin_paging import EstimatedCountPaginator, RefuseNulAdmin, csv_rows, has_nul
 from .models import (
     Event,
     GA4DailyAggregate,
@@ -26,7 +26,7 @@ from .models import (
 )
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(RefuseNulAdmin):
     """Rows written by ingestion: look, filter, never edit by hand."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -102,6 +102,8 @@ class EventAdmin(ReadOnlyAdmin):
         """The changelist's filtered set (same query string), streamed in chunks."""
         if not self.has_view_permission(request):
             raise PermissionDenied
+        if has_nul(request):
+            return HttpResponseBadRequest("Query parameters must not contain NUL characters.")
         try:
             changelist = self.get_changelist_instance(request)
         except IncorrectLookupParameters:
@@ -123,7 +125,7 @@ class EventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Visitor)
-class VisitorAdmin(admin.ModelAdmin):
+class VisitorAdmin(RefuseNulAdmin):
     list_display = ["user_pseudo_id", "first_seen", "last_seen", "event_count"]
     search_fields = ["=user_pseudo_id"]
     ordering = ["-last_seen"]
@@ -207,7 +209,7 @@ class RejectedEventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(MeasurementStream)
-class MeasurementStreamAdmin(admin.ModelAdmin):
+class MeasurementStreamAdmin(RefuseNulAdmin):
     list_display = ["name", "measurement_id", "is_active", "created_at", "secret_rotated_at"]
     readonly_fields = ["api_secret", "created_at", "secret_rotated_at"]
     actions = ["rotate_api_secret"]
@@ -227,7 +229,7 @@ class MeasurementStreamAdmin(admin.ModelAdmin):
 
 
 @admin.register(GA4ExportUpload)
-class GA4ExportUploadAdmin(admin.ModelAdmin):
+class GA4ExportUploadAdmin(RefuseNulAdmin):
     list_display = [
         "file",
         "uploaded_at",

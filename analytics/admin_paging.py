@@ -7,8 +7,10 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db import connection
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.utils.functional import cached_property
 
 # Below this the exact COUNT(*) is cheap, and the estimate would look odd on a small install.
@@ -62,3 +64,21 @@ def csv_rows(header: list[str], rows: Iterator[tuple[Any, ...]]) -> Iterator[str
     yield writer.writerow(header)
     for row in rows:
         yield writer.writerow([csv_cell(value) for value in row])
+
+
+def has_nul(request: HttpRequest) -> bool:
+    """PostgreSQL refuses NUL in text, so a filter carrying one would raise DataError (500)."""
+    return any(
+        "\x00" in key or any("\x00" in value for value in values)
+        for key, values in request.GET.lists()
+    )
+
+
+class RefuseNulAdmin(admin.ModelAdmin):
+    """Changelists answer 400 to query strings with NUL bytes instead of failing in the
+    database."""
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        if has_nul(request):
+            return HttpResponseBadRequest("Query parameters must not contain NUL characters.")
+        return super().changelist_view(request, extra_context)

@@ -17,6 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from analytics.admin_paging import RefuseNulAdmin
 from analytics.validation import USER_ID_MESSAGE, USER_PSEUDO_ID_RE
 
 from . import admin_display as show
@@ -49,7 +50,7 @@ from .validation import rule_catalog_errors, rule_errors
 admin.site.index_template = "admin/portfolio_index.html"
 
 
-class BumpsRulesetAdmin(admin.ModelAdmin):
+class BumpsRulesetAdmin(RefuseNulAdmin):
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         super().delete_model(request, obj)
         ruleset_bump()
@@ -131,7 +132,7 @@ class PersonalizationRuleForm(forms.ModelForm):
 
 
 @admin.register(PersonalizationRule)
-class PersonalizationRuleAdmin(admin.ModelAdmin):
+class PersonalizationRuleAdmin(RefuseNulAdmin):
     """Every write goes through the rule services: they audit (RuleChange) and bump the
     rule-set version."""
 
@@ -294,7 +295,7 @@ class PersonalizationRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(RuleChange)
-class RuleChangeAdmin(admin.ModelAdmin):
+class RuleChangeAdmin(RefuseNulAdmin):
     """The audit trail: read only, written by the rule services."""
 
     list_display = ["created_at", "segment_code", "version", "action", "actor", "rule_ref"]
@@ -345,7 +346,7 @@ def erase_visitors(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset:
 
 
 @admin.register(VisitorProfile)
-class VisitorProfileAdmin(admin.ModelAdmin):
+class VisitorProfileAdmin(RefuseNulAdmin):
     list_display = ["user_pseudo_id", "segment", "confidence", "event_count", "computed_at"]
     list_filter = ["segment"]
     search_fields = ["=user_pseudo_id"]
