@@ -29,7 +29,7 @@
   }
 
   function chart(id, config) {
-    config.options = Object.assign({ animation: false, responsive: true }, config.options || {});
+    config.options = Object.assign({ animation: false, responsive: true, maintainAspectRatio: false }, config.options || {});
     return new window.Chart(document.getElementById(id), config);
   }
 
