@@ -11,7 +11,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 
 from personalization import admin_display as show
-from personalization.admin import erase_visitors
+from personalization.admin import ErasesVisitorsAdmin
 from personalization.models import VisitorProfile
 
 from .admin_paging import EstimatedCountPaginator, RefuseNulAdmin, csv_rows, has_nul
@@ -86,6 +86,9 @@ class EventAdmin(ReadOnlyAdmin):
     fields = [*EXPORT_COLUMNS[1:-1], "params"]
     readonly_fields = fields
 
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False  # append-only; a visitor's events go with "Erase visitor"
+
     @admin.display(description="event params")
     def params(self, obj: Event) -> str:
         return show.json_html(obj.event_params)
@@ -125,7 +128,7 @@ class EventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Visitor)
-class VisitorAdmin(RefuseNulAdmin):
+class VisitorAdmin(ErasesVisitorsAdmin):
     list_display = ["user_pseudo_id", "first_seen", "last_seen", "event_count"]
     search_fields = ["=user_pseudo_id"]
     ordering = ["-last_seen"]
@@ -143,7 +146,6 @@ class VisitorAdmin(RefuseNulAdmin):
     readonly_fields = fields
     show_full_result_count = False
     paginator = EstimatedCountPaginator
-    actions = [erase_visitors]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -345,8 +345,27 @@ def erase_visitors(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset:
     return None
 
 
+class ErasesVisitorsAdmin(RefuseNulAdmin):
+    """Deleting a visitor's row anywhere erases the visitor: removing only the row would leave
+    their events, or a cached answer still served."""
+
+    actions = [erase_visitors]
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # erase_visitors, with its own confirmation
+        return actions
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        visitor_erase(user_pseudo_id=obj.user_pseudo_id)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        for user_pseudo_id in queryset.values_list("user_pseudo_id", flat=True):
+            visitor_erase(user_pseudo_id=user_pseudo_id)
+
+
 @admin.register(VisitorProfile)
-class VisitorProfileAdmin(RefuseNulAdmin):
+class VisitorProfileAdmin(ErasesVisitorsAdmin):
     list_display = ["user_pseudo_id", "segment", "confidence", "event_count", "computed_at"]
     list_filter = ["segment"]
     search_fields = ["=user_pseudo_id"]
@@ -364,7 +383,6 @@ class VisitorProfileAdmin(RefuseNulAdmin):
     ]
     readonly_fields = fields
     show_full_result_count = False
-    actions = [erase_visitors]
 
     @admin.display(description="scores")
     def scores_table(self, obj: VisitorProfile) -> str:

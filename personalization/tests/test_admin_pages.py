@@ -504,3 +504,37 @@ def test_dashboard_json__latest_insight_when_the_model_exists(staff_client):
     insight = staff_client.get("/admin/dashboard/data.json").json()["latest_insight"]
     assert insight["summary"] == f"sum {XSS}"  # JSON; the page sets it as text
     assert insight["status"] == "ok"
+
+
+def test_visitor_delete_button__erases_everything(
+    staff_client, everything, django_capture_on_commit_callbacks
+):
+    visitor = Visitor.objects.get(user_pseudo_id=everything)
+    staff_client.get("/api/personalization", {"user_id": everything})
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(
+            f"/admin/analytics/visitor/{visitor.pk}/delete/", {"post": "yes"}
+        )
+
+    assert response.status_code == 302
+    assert not Event.objects.filter(user_pseudo_id=everything).exists()
+    assert not VisitorProfile.objects.filter(user_pseudo_id=everything).exists()
+    assert cache.get(p13n_cache.response_key(everything)) is None
+
+
+def test_visitor_changelists__no_plain_bulk_delete(staff_client, everything):
+    for url in ("/admin/analytics/visitor/", "/admin/personalization/visitorprofile/"):
+        html = staff_client.get(url).content.decode()
+        assert 'value="erase_visitors"' in html
+        assert 'value="delete_selected"' not in html
+
+
+def test_event_admin__no_delete(staff_client, everything):
+    event = Event.objects.first()
+
+    assert (
+        staff_client.post(f"/admin/analytics/event/{event.pk}/delete/", {"post": "yes"}).status_code
+        == 403
+    )
+    assert Event.objects.filter(pk=event.pk).exists()
