@@ -10,6 +10,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -254,8 +255,6 @@ class PersonalizationRuleAdmin(RefuseNulAdmin):
         if rule is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
         if not self.has_view_permission(request, rule):
-            from django.core.exceptions import PermissionDenied
-
             raise PermissionDenied
         user_pseudo_id = request.GET.get("user_pseudo_id", "").strip()
         error = preview = current = None

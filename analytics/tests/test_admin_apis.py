@@ -5,6 +5,8 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -198,3 +200,30 @@ def test_events_search__staff_without_permission__403(db):
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(user)}")
 
     assert client.get(URL).status_code == 403
+
+
+PARAMS = ["hours", "limit", "offset", "event_name", "user_pseudo_id", "q", "ordering"]
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.dictionaries(
+        st.sampled_from(PARAMS),
+        st.one_of(
+            st.text(max_size=300),
+            st.integers(min_value=-(10**30), max_value=10**30).map(str),
+            st.sampled_from(["", " ", "-event_timestamp", "1e3", "NaN", "0x10", "\uff11\uff12"]),
+        ),
+        max_size=7,
+    )
+)
+def test_events_search__any_query__200_or_422(admin_client, params):
+    response = admin_client.get(URL, params)
+
+    assert response.status_code in (200, 422), (params, response.content)
+    body = response.json()
+    assert ("results" in body) if response.status_code == 200 else ("errors" in body)
