@@ -46,6 +46,7 @@ from .validation import (
 )
 
 VISITOR_EVENTS = 100
+SEGMENT_CODE_MAX = 40  # Segment.code's max_length
 
 # --- Rules ----------------------------------------------------------------------------------------
 
@@ -58,11 +59,21 @@ def _items(name: str) -> serializers.ListField:
     )
 
 
+class SegmentCodeField(serializers.SlugRelatedField):
+    """A segment by code. Text the database could not even compare (NUL bytes, non-strings,
+    over-long) is refused before the lookup."""
+
+    def to_internal_value(self, data: Any) -> Segment:
+        if not isinstance(data, str) or "\x00" in data or len(data) > SEGMENT_CODE_MAX:
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class RuleIn(serializers.Serializer):
     """The seed's ValidatedRuleOverride, plus catalog checks. PUT replaces every field (lists
     left out become empty); PATCH changes the fields sent."""
 
-    segment = serializers.SlugRelatedField(slug_field="code", queryset=Segment.objects.all())
+    segment = SegmentCodeField(slug_field="code", queryset=Segment.objects.all())
     priority_sections = _items("priority_sections")
     featured_projects = _items("featured_projects")
     highlight_skills = _items("highlight_skills")
@@ -127,10 +138,13 @@ RuleListOut = inline_serializer(
     "AdminRuleList", fields={"count": serializers.IntegerField(), "results": RuleOut(many=True)}
 )
 RULE_ID = OpenApiParameter("rule_id", OpenApiTypes.INT, OpenApiParameter.PATH)
-_RuleFilters = [
-    OpenApiParameter("segment", str, description="Segment code"),
-    OpenApiParameter("status", str, enum=list(RuleStatus.values)),
-]
+
+
+class RuleFilters(serializers.Serializer):
+    segment = serializers.CharField(
+        max_length=SEGMENT_CODE_MAX, required=False, help_text="Segment code"
+    )
+    status = serializers.ChoiceField(choices=RuleStatus.choices, required=False)
 
 
 def _actor(request: Request) -> str:
@@ -158,17 +172,19 @@ def _apply_status(rule: PersonalizationRule, wanted: str | None, actor: str) -> 
 
 class RuleListApi(AdminApiView):
     @extend_schema(
-        parameters=_RuleFilters,
+        parameters=[RuleFilters],
         responses={200: RuleListOut, **AUTH_ERRORS},
         tags=["admin"],
         summary="List rules",
         operation_id="admin_rules_list",
     )
     def get(self, request: Request) -> Response:
+        filters = RuleFilters(data=request.query_params)
+        filters.is_valid(raise_exception=True)
         rules = PersonalizationRule.objects.select_related("segment")
-        if segment := request.query_params.get("segment"):
-            rules = rules.filter(segment__code=segment[:40])
-        if (wanted := request.query_params.get("status")) in RuleStatus.values:
+        if segment := filters.validated_data.get("segment"):
+            rules = rules.filter(segment__code=segment)
+        if wanted := filters.validated_data.get("status"):
             rules = rules.filter(status=wanted)
         data = RuleOut(rules, many=True).data
         return Response({"count": len(data), "results": data})

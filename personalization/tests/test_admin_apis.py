@@ -6,6 +6,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -95,8 +97,18 @@ def test_rules_list__defaults__one_active_per_segment(admin_client):
 def test_rules_list__filters(admin_client):
     assert admin_client.get(RULES, {"segment": "RECRUITER"}).json()["count"] == 1
     assert admin_client.get(RULES, {"status": "draft"}).json()["count"] == 0
-    assert admin_client.get(RULES, {"segment": "NOPE" * 50}).json()["count"] == 0
-    assert admin_client.get(RULES, {"status": "weird"}).json()["count"] == 5
+    assert admin_client.get(RULES, {"segment": "NOPE"}).json()["count"] == 0
+    assert admin_client.get(RULES, {"segment": "", "status": ""}).json()["count"] == 5
+
+
+@pytest.mark.parametrize(
+    ("params", "field"), [({"segment": "N" * 41}, "segment"), ({"status": "weird"}, "status")]
+)
+def test_rules_list__bad_filter__422(admin_client, params, field):
+    response = admin_client.get(RULES, params)
+
+    assert response.status_code == 422
+    assert field in response.json()["errors"]
 
 
 def test_rules_create__draft__201_audited_and_ruleset_bumped(admin_client, catalog):
@@ -490,3 +502,51 @@ def test_schema__admin_operations_with_bearer_security(client):
             assert operation["security"] == [{"adminBearer": []}], (path, method)
             assert "401" in operation["responses"]
             assert "403" in operation["responses"]
+
+
+@pytest.mark.parametrize("value", ["ML\x00ENGINEER", "\x00"])
+def test_rules__nul_bytes__422_not_500(admin_client, value):
+    created = admin_client.post(RULES, new_rule(segment=value), format="json")
+    listed = admin_client.get(RULES, {"segment": value})
+
+    assert created.status_code == 422
+    assert "segment" in created.json()["errors"]
+    assert listed.status_code == 422
+    assert "segment" in listed.json()["errors"]
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=120),
+    lambda children: (
+        st.lists(children, max_size=12) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=30,
+)
+RULE_FIELDS = [
+    "segment",
+    "priority_sections",
+    "featured_projects",
+    "highlight_skills",
+    "reasoning",
+    "source",
+    "status",
+]
+
+
+@settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=st.dictionaries(st.sampled_from(RULE_FIELDS), JSON_VALUES, max_size=7))
+def test_rules_write__any_json_body__2xx_or_422(admin_client, body):
+    rule = PersonalizationRule.objects.get(segment__code="CASUAL")
+    for method, url in (
+        ("post", RULES),
+        ("patch", f"{RULES}/{rule.pk}"),
+        ("put", f"{RULES}/{rule.pk}"),
+    ):
+        response = getattr(admin_client, method)(url, body, format="json")
+        assert response.status_code in (200, 201, 422), (method, body, response.content)
