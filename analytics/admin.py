@@ -14,7 +14,7 @@ from personalization import admin_display as show
 from personalization.admin import ErasesVisitorsAdmin
 from personalization.models import VisitorProfile
 
-from .admin_paging import EstimatedCountPaginator, RefuseNulAdmin, csv_rows, has_nul
+from .admin_paging import EstimatedCountPaginator, SafeInputAdmin, csv_rows, has_nul
 from .models import (
     Event,
     GA4DailyAggregate,
@@ -26,7 +26,7 @@ from .models import (
 )
 
 
-class ReadOnlyAdmin(RefuseNulAdmin):
+class ReadOnlyAdmin(SafeInputAdmin):
     """Rows written by ingestion: look, filter, never edit by hand."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -211,7 +211,7 @@ class RejectedEventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(MeasurementStream)
-class MeasurementStreamAdmin(RefuseNulAdmin):
+class MeasurementStreamAdmin(SafeInputAdmin):
     list_display = ["name", "measurement_id", "is_active", "created_at", "secret_rotated_at"]
     readonly_fields = ["api_secret", "created_at", "secret_rotated_at"]
     actions = ["rotate_api_secret"]
@@ -231,7 +231,7 @@ class MeasurementStreamAdmin(RefuseNulAdmin):
 
 
 @admin.register(GA4ExportUpload)
-class GA4ExportUploadAdmin(RefuseNulAdmin):
+class GA4ExportUploadAdmin(SafeInputAdmin):
     list_display = [
         "file",
         "uploaded_at",

@@ -7,10 +7,17 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseRedirect,
+)
 from django.utils.functional import cached_property
 
 # Below this the exact COUNT(*) is cheap, and the estimate would look odd on a small install.
@@ -74,11 +81,26 @@ def has_nul(request: HttpRequest) -> bool:
     )
 
 
-class RefuseNulAdmin(admin.ModelAdmin):
-    """Changelists answer 400 to query strings with NUL bytes instead of failing in the
-    database."""
+class SafeInputAdmin(admin.ModelAdmin):
+    """Garbage in the query string or an action's selection answers 400 or an error message,
+    not a database error: NUL bytes (PostgreSQL refuses them in text) and ids that are not
+    ids (the stock admin raises ValueError on them)."""
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
         if has_nul(request):
             return HttpResponseBadRequest("Query parameters must not contain NUL characters.")
         return super().changelist_view(request, extra_context)
+
+    def response_action(self, request: HttpRequest, queryset: Any) -> HttpResponse | None:
+        pk = self.model._meta.pk
+        try:
+            for value in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME):
+                if "\x00" in value:
+                    raise ValidationError("NUL")
+                number = pk.to_python(value)
+                if isinstance(number, int) and not -(2**63) <= number < 2**63:
+                    raise ValidationError("out of range")  # SQLite would overflow
+        except ValidationError:
+            self.message_user(request, "Invalid selection.", messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+        return super().response_action(request, queryset)

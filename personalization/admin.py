@@ -18,7 +18,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from analytics.admin_paging import RefuseNulAdmin
+from analytics.admin_paging import SafeInputAdmin
 from analytics.validation import USER_ID_MESSAGE, USER_PSEUDO_ID_RE
 
 from . import admin_display as show
@@ -51,7 +51,7 @@ from .validation import rule_catalog_errors, rule_errors
 admin.site.index_template = "admin/portfolio_index.html"
 
 
-class BumpsRulesetAdmin(RefuseNulAdmin):
+class BumpsRulesetAdmin(SafeInputAdmin):
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         super().delete_model(request, obj)
         ruleset_bump()
@@ -133,7 +133,7 @@ class PersonalizationRuleForm(forms.ModelForm):
 
 
 @admin.register(PersonalizationRule)
-class PersonalizationRuleAdmin(RefuseNulAdmin):
+class PersonalizationRuleAdmin(SafeInputAdmin):
     """Every write goes through the rule services: they audit (RuleChange) and bump the
     rule-set version."""
 
@@ -294,7 +294,7 @@ class PersonalizationRuleAdmin(RefuseNulAdmin):
 
 
 @admin.register(RuleChange)
-class RuleChangeAdmin(RefuseNulAdmin):
+class RuleChangeAdmin(SafeInputAdmin):
     """The audit trail: read only, written by the rule services."""
 
     list_display = ["created_at", "segment_code", "version", "action", "actor", "rule_ref"]
@@ -344,7 +344,7 @@ def erase_visitors(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset:
     return None
 
 
-class ErasesVisitorsAdmin(RefuseNulAdmin):
+class ErasesVisitorsAdmin(SafeInputAdmin):
     """Deleting a visitor's row anywhere erases the visitor: removing only the row would leave
     their events, or a cached answer still served."""
 

@@ -125,6 +125,12 @@ def test_admin__every_model__changelist_and_change_page_render(staff_client, eve
         "/admin/analytics/event/?event_name=%3Cscript%3E",
         "/admin/analytics/event/?p=999999",
         "/admin/analytics/event/?o=99",
+        "/admin/analytics/event/?occurred_at__gte=garbage",
+        "/admin/analytics/event/?user_pseudo_id=%00",
+        "/admin/analytics/event/?source__exact=%00",
+        "/admin/analytics/visitor/%00/change/",
+        "/admin/analytics/event/export.csv?q=%00",
+        "/admin/personalization/personalizationrule/1/preview/?user_pseudo_id=%00",
         "/admin/analytics/event/export.csv?source__exact=nope",
         "/admin/analytics/event/export.csv?bogus=1",
         "/admin/analytics/visitor/not-a-number/change/",
@@ -538,3 +544,30 @@ def test_event_admin__no_delete(staff_client, everything):
         == 403
     )
     assert Event.objects.filter(pk=event.pk).exists()
+
+
+@pytest.mark.parametrize(
+    ("changelist", "action"),
+    [
+        ("/admin/analytics/visitor/", "erase_visitors"),
+        ("/admin/personalization/visitorprofile/", "erase_visitors"),
+        (RULES_URL, "approve_and_activate"),
+        (RULES_URL, "archive"),
+        ("/admin/analytics/measurementstream/", "rotate_api_secret"),
+        ("/admin/analytics/ga4exportupload/", "import_again"),
+    ],
+)
+@pytest.mark.parametrize("selected", [["abc"], ["1\x00"], ["1.5"], ["9" * 30], [""]])
+def test_admin_actions__garbage_selection__no_500_nothing_done(
+    staff_client, everything, changelist, action, selected
+):
+    events = Event.objects.count()
+    rules = list(PersonalizationRule.objects.values_list("pk", "status", "version"))
+
+    response = staff_client.post(
+        changelist, {"action": action, "_selected_action": selected, "confirm": "yes"}
+    )
+
+    assert response.status_code in (200, 302)
+    assert Event.objects.count() == events
+    assert list(PersonalizationRule.objects.values_list("pk", "status", "version")) == rules
