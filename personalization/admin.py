@@ -18,7 +18,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from analytics.admin_paging import SafeInputAdmin
+from analytics.admin_paging import EstimatedCountPaginator, SafeInputAdmin
 from analytics.validation import USER_ID_MESSAGE, USER_PSEUDO_ID_RE
 
 from . import admin_display as show
@@ -344,6 +344,19 @@ def erase_visitors(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset:
     return None
 
 
+class ProfileSegmentFilter(admin.SimpleListFilter):
+    """Choices from the segments table: a DISTINCT over every profile would scan them all."""
+
+    title = "segment"
+    parameter_name = "segment"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(code, code) for code in Segment.objects.values_list("code", flat=True)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.filter(segment=self.value()) if self.value() else queryset
+
+
 class ErasesVisitorsAdmin(SafeInputAdmin):
     """Deleting a visitor's row anywhere erases the visitor: removing only the row would leave
     their events, or a cached answer still served."""
@@ -366,8 +379,9 @@ class ErasesVisitorsAdmin(SafeInputAdmin):
 @admin.register(VisitorProfile)
 class VisitorProfileAdmin(ErasesVisitorsAdmin):
     list_display = ["user_pseudo_id", "segment", "confidence", "event_count", "computed_at"]
-    list_filter = ["segment"]
+    list_filter = [ProfileSegmentFilter]
     search_fields = ["=user_pseudo_id"]
+    paginator = EstimatedCountPaginator
     fields = [
         "user_pseudo_id",
         "segment",

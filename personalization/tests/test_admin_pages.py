@@ -571,3 +571,12 @@ def test_admin_actions__garbage_selection__no_500_nothing_done(
     assert response.status_code in (200, 302)
     assert Event.objects.count() == events
     assert list(PersonalizationRule.objects.values_list("pk", "status", "version")) == rules
+
+
+def test_profile_changelist__segment_filter(staff_client, everything):
+    ml = staff_client.get("/admin/personalization/visitorprofile/", {"segment": "ML_ENGINEER"})
+    casual = staff_client.get("/admin/personalization/visitorprofile/", {"segment": "CASUAL"})
+
+    assert everything in ml.content.decode()
+    assert everything not in casual.content.decode()
+    assert "RECRUITER" in casual.content.decode()  # every segment is a choice
