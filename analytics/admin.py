@@ -7,6 +7,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.urls import path, reverse
 from django.utils import timezone
 
@@ -83,8 +84,7 @@ class EventAdmin(ReadOnlyAdmin):
     show_full_result_count = False  # no COUNT(*) over the whole events table per page view
     paginator = EstimatedCountPaginator
     list_per_page = 100
-    fields = [*EXPORT_COLUMNS[1:-1], "params"]
-    readonly_fields = fields
+    fields = readonly_fields = (*EXPORT_COLUMNS[1:-1], "params")
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False  # append-only; a visitor's events go with "Erase visitor"
@@ -101,7 +101,7 @@ class EventAdmin(ReadOnlyAdmin):
         )
         return [export, *super().get_urls()]
 
-    def export_csv(self, request: HttpRequest) -> HttpResponse:
+    def export_csv(self, request: HttpRequest) -> HttpResponseBase:
         """The changelist's filtered set (same query string), streamed in chunks."""
         if not self.has_view_permission(request):
             raise PermissionDenied
@@ -132,7 +132,7 @@ class VisitorAdmin(ErasesVisitorsAdmin):
     list_display = ["user_pseudo_id", "first_seen", "last_seen", "event_count"]
     search_fields = ["=user_pseudo_id"]
     ordering = ["-last_seen"]
-    fields = [
+    fields = readonly_fields = (
         "user_pseudo_id",
         "first_seen",
         "last_seen",
@@ -142,8 +142,7 @@ class VisitorAdmin(ErasesVisitorsAdmin):
         "scores_table",
         "explanation_table",
         "timeline",
-    ]
-    readonly_fields = fields
+    )
     show_full_result_count = False
     paginator = EstimatedCountPaginator
 
@@ -193,8 +192,14 @@ class RejectedEventAdmin(ReadOnlyAdmin):
     ordering = ["-received_at"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator
-    fields = ["received_at", "source", "context", "line_number", "reasons_table", "payload_json"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "received_at",
+        "source",
+        "context",
+        "line_number",
+        "reasons_table",
+        "payload_json",
+    )
 
     @admin.display(description="reasons")
     def reasons_table(self, obj: RejectedEvent) -> str:

@@ -43,12 +43,12 @@ class EstimatedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        query = self.object_list.query
-        if not query.where:
-            estimate = estimated_rows(self.object_list.model._meta.db_table)
+        queryset: Any = self.object_list
+        if not queryset.query.where:
+            estimate = estimated_rows(queryset.model._meta.db_table)
             if estimate is not None and estimate > ESTIMATE_ABOVE:
                 return estimate
-        return self.object_list[:COUNT_CAP].count()
+        return int(queryset[:COUNT_CAP].count())
 
 
 class _Echo:

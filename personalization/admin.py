@@ -13,7 +13,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -253,7 +253,7 @@ class PersonalizationRuleAdmin(SafeInputAdmin):
     def preview_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         rule = self.get_object(request, object_id)
         if rule is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+            raise Http404
         if not self.has_view_permission(request, rule):
             raise PermissionDenied
         user_pseudo_id = request.GET.get("user_pseudo_id", "").strip()
@@ -301,8 +301,15 @@ class RuleChangeAdmin(SafeInputAdmin):
     list_filter = ["action", "segment_code"]
     search_fields = ["actor", "=segment_code"]
     date_hierarchy = "created_at"
-    fields = ["created_at", "rule_ref", "segment_code", "version", "action", "actor", "changes"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "created_at",
+        "rule_ref",
+        "segment_code",
+        "version",
+        "action",
+        "actor",
+        "changes",
+    )
 
     @admin.display(description="what changed")
     def changes(self, obj: RuleChange) -> str:
@@ -382,7 +389,7 @@ class VisitorProfileAdmin(ErasesVisitorsAdmin):
     list_filter = [ProfileSegmentFilter]
     search_fields = ["=user_pseudo_id"]
     paginator = EstimatedCountPaginator
-    fields = [
+    fields = readonly_fields = (
         "user_pseudo_id",
         "segment",
         "confidence",
@@ -393,8 +400,7 @@ class VisitorProfileAdmin(ErasesVisitorsAdmin):
         "model_version",
         "version",
         "timeline",
-    ]
-    readonly_fields = fields
+    )
     show_full_result_count = False
 
     @admin.display(description="scores")

@@ -80,7 +80,9 @@ class RuleIn(serializers.Serializer):
     reasoning = serializers.CharField(
         max_length=MAX_REASONING_LENGTH, allow_blank=True, default="", trim_whitespace=False
     )
-    source = serializers.ChoiceField(choices=RuleSource.choices, default=RuleSource.ADMIN)
+    source = serializers.ChoiceField(  # type: ignore[assignment]  # stubs: Field.source
+        choices=RuleSource.choices, default=RuleSource.ADMIN
+    )
     status = serializers.ChoiceField(
         choices=RuleStatus.choices,
         required=False,
@@ -96,7 +98,9 @@ class RuleIn(serializers.Serializer):
 
 
 class RuleOut(serializers.ModelSerializer):
-    segment = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    segment: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="code", read_only=True
+    )
 
     class Meta:
         model = PersonalizationRule
@@ -153,8 +157,12 @@ def _actor(request: Request) -> str:
 
 def _rule_or_404(rule_id: str) -> PersonalizationRule:
     pk = parse_id(rule_id)
-    rule = PersonalizationRule.objects.select_related("segment").filter(pk=pk).first()
-    if pk is None or rule is None:
+    rule = (
+        PersonalizationRule.objects.select_related("segment").filter(pk=pk).first()
+        if pk is not None
+        else None
+    )
+    if rule is None:
         raise Http404
     return rule
 
@@ -282,7 +290,7 @@ class RuleDetailApi(AdminApiView):
 
 class AdminSignal(serializers.Serializer):
     id = serializers.IntegerField()
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]  # stubs: Field.label
     event_name = serializers.CharField()
     conditions = serializers.ListField(child=serializers.DictField())
     weight = serializers.FloatField()
