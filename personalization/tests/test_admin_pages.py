@@ -582,3 +582,50 @@ def test_profile_changelist__segment_filter(staff_client, everything):
     assert everything in ml.content.decode()
     assert everything not in casual.content.decode()
     assert "RECRUITER" in casual.content.decode()  # every segment is a choice
+
+
+def _many_visitors(n):
+    now = timezone.now()
+    events_store(
+        events=[
+            EventIn(
+                "project_click",
+                f"bulk.{i}",
+                now - timedelta(hours=i % 150),
+                {"project_id": "llm-router"},
+                f"bulk-{i}",
+            )
+            for i in range(n)
+        ]
+    )
+
+
+def test_dashboard_json__queries_do_not_grow_with_data(
+    staff_client, everything, django_assert_max_num_queries
+):
+    _many_visitors(300)
+
+    with django_assert_max_num_queries(16) as captured:
+        assert staff_client.get("/admin/dashboard/data.json").status_code == 200
+
+    sql = " ".join(q["sql"] for q in captured.captured_queries).upper()
+    trunc = "DATE_TRUNC" if "DATE_TRUNC" in sql else "DJANGO_DATETIME_TRUNC"
+    assert trunc in sql  # hours bucketed by the database, not in Python
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/analytics/event/",
+        "/admin/analytics/visitor/",
+        "/admin/personalization/visitorprofile/",
+        "/admin/analytics/event/?q=bulk.1",
+    ],
+)
+def test_big_changelists__queries_do_not_grow_with_rows(
+    staff_client, everything, django_assert_max_num_queries, path
+):
+    _many_visitors(250)
+
+    with django_assert_max_num_queries(20):
+        assert staff_client.get(path).status_code == 200
