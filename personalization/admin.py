@@ -10,13 +10,22 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 
+from analytics.admin_paging import EstimatedCountPaginator, SafeInputAdmin
+from analytics.validation import USER_ID_MESSAGE, USER_PSEUDO_ID_RE
+
+from . import admin_display as show
 from .models import (
     PersonalizationRule,
     Project,
+    RuleChange,
     RuleStatus,
     Section,
     Segment,
@@ -24,11 +33,25 @@ from .models import (
     Skill,
     VisitorProfile,
 )
-from .services import rule_activate, ruleset_bump
-from .validation import rule_errors
+from .selectors import active_rules, personalization_build, profile_get, rule_preview
+from .services import (
+    RULE_CONTENT_FIELDS,
+    rule_activate,
+    rule_archive,
+    rule_create,
+    rule_delete,
+    rule_snapshot,
+    rule_update,
+    ruleset_bump,
+    visitor_erase,
+)
+from .validation import rule_catalog_errors, rule_errors
+
+# The dashboard link sits on the admin index (see the template).
+admin.site.index_template = "admin/portfolio_index.html"
 
 
-class BumpsRulesetAdmin(admin.ModelAdmin):
+class BumpsRulesetAdmin(SafeInputAdmin):
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         super().delete_model(request, obj)
         ruleset_bump()
@@ -103,48 +126,297 @@ class PersonalizationRuleForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        for field, messages_ in rule_errors(data).items():
+        errors = rule_errors(data) or rule_catalog_errors(data)
+        for field, messages_ in errors.items():
             self.add_error(field if field in self.fields else None, messages_)
         return data
 
 
 @admin.register(PersonalizationRule)
-class PersonalizationRuleAdmin(BumpsRulesetAdmin):
+class PersonalizationRuleAdmin(SafeInputAdmin):
+    """Every write goes through the rule services: they audit (RuleChange) and bump the
+    rule-set version."""
+
     form = PersonalizationRuleForm
     list_display = ["segment", "version", "status", "source", "created_by", "activated_at"]
     list_filter = ["status", "source", "segment"]
-    readonly_fields = ["status", "activated_at", "created_at", "created_by"]
-    actions = ["activate"]
+    actions = ["approve_and_activate", "archive"]
+    always_readonly = [
+        "status",
+        "activated_at",
+        "created_at",
+        "created_by",
+        "preview_link",
+        "compare_with_active",
+        "history",
+    ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None:
+            return ["status", "created_by"]
+        # A rule stays with its segment: its versions are numbered per segment.
+        return ["segment", "version", *self.always_readonly]
 
     def save_model(
         self, request: HttpRequest, obj: PersonalizationRule, form: Any, change: bool
     ) -> None:
-        if not change:
-            from .services import rule_next_version
+        actor = request.user.get_username()
+        data = form.cleaned_data
+        if change:
+            saved = rule_update(
+                rule=obj,
+                actor=actor,
+                changes={f: data[f] for f in form.changed_data if f in RULE_CONTENT_FIELDS},
+            )
+        else:
+            saved = rule_create(
+                segment=data["segment"],
+                source=data["source"],
+                priority_sections=data["priority_sections"],
+                featured_projects=data["featured_projects"],
+                highlight_skills=data["highlight_skills"],
+                reasoning=data["reasoning"],
+                actor=actor,
+            )
+        # The admin goes on with `obj` (messages, log entry, redirect).
+        for field in saved._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(saved, field.attname))
+        obj._state.adding = False
 
-            obj.version = rule_next_version(segment=obj.segment)
-            obj.created_by = request.user.get_username()
-        super().save_model(request, obj, form, change)
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        form.save_m2m()  # nothing else: the services bumped already
 
-    @admin.action(description="Activate (archives the segment's current rule)")
-    def activate(self, request: HttpRequest, queryset: QuerySet[PersonalizationRule]) -> None:
-        segments = [rule.segment_id for rule in queryset]
+    def delete_model(self, request: HttpRequest, obj: PersonalizationRule) -> None:
+        rule_delete(rule=obj, actor=request.user.get_username())
+
+    def delete_queryset(
+        self, request: HttpRequest, queryset: QuerySet[PersonalizationRule]
+    ) -> None:
+        with transaction.atomic():
+            for rule in queryset.select_related("segment"):
+                rule_delete(rule=rule, actor=request.user.get_username())
+
+    @admin.action(description="Approve and activate (archives the segment's current rule)")
+    def approve_and_activate(
+        self, request: HttpRequest, queryset: QuerySet[PersonalizationRule]
+    ) -> None:
+        rules = list(queryset.select_related("segment"))
+        segments = [rule.segment_id for rule in rules]
         if len(segments) != len(set(segments)):
             self.message_user(request, "Pick at most one rule per segment.", messages.ERROR)
             return
         with transaction.atomic():
-            for rule in queryset.exclude(status=RuleStatus.ACTIVE):
-                rule_activate(rule=rule, actor=request.user.get_username())
-        self.message_user(request, "Activated.", messages.SUCCESS)
+            for rule in rules:
+                if rule.status != RuleStatus.ACTIVE:
+                    rule_activate(rule=rule, actor=request.user.get_username())
+        self.message_user(request, f"Activated {len(rules)} rule(s).", messages.SUCCESS)
+
+    @admin.action(description="Archive (the segment falls back to the CASUAL rule)")
+    def archive(self, request: HttpRequest, queryset: QuerySet[PersonalizationRule]) -> None:
+        with transaction.atomic():
+            for rule in queryset.select_related("segment"):
+                rule_archive(rule=rule, actor=request.user.get_username())
+        self.message_user(request, "Archived.", messages.SUCCESS)
+
+    @admin.display(description="preview")
+    def preview_link(self, obj: PersonalizationRule) -> str:
+        url = reverse("admin:personalization_personalizationrule_preview", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, "Preview for a visitor ID")
+
+    @admin.display(description="compared with the active rule")
+    def compare_with_active(self, obj: PersonalizationRule) -> str:
+        active = (
+            PersonalizationRule.objects.filter(segment=obj.segment, status=RuleStatus.ACTIVE)
+            .exclude(pk=obj.pk)
+            .first()
+        )
+        if active is None:
+            return format_html("<p>{}</p>", "No other active rule for this segment.")
+        return format_html(
+            "<p>Active: v{}</p>{}",
+            active.version,
+            show.diff_html(rule_snapshot(active), rule_snapshot(obj)),
+        )
+
+    @admin.display(description="history")
+    def history(self, obj: PersonalizationRule) -> str:
+        return show.history_html(list(RuleChange.objects.filter(rule_ref=obj.pk)[:100]))
+
+    def get_urls(self) -> list[Any]:
+        preview = path(
+            "<path:object_id>/preview/",
+            self.admin_site.admin_view(self.preview_view),
+            name="personalization_personalizationrule_preview",
+        )
+        return [preview, *super().get_urls()]
+
+    def preview_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        rule = self.get_object(request, object_id)
+        if rule is None:
+            raise Http404
+        if not self.has_view_permission(request, rule):
+            raise PermissionDenied
+        user_pseudo_id = request.GET.get("user_pseudo_id", "").strip()
+        error = preview = current = None
+        if user_pseudo_id:
+            if USER_PSEUDO_ID_RE.fullmatch(user_pseudo_id):
+                preview = rule_preview(rule=rule, user_pseudo_id=user_pseudo_id)
+                current = personalization_build(
+                    user_pseudo_id=user_pseudo_id,
+                    profile=profile_get(user_pseudo_id=user_pseudo_id),
+                    rules=active_rules(),
+                )
+            else:
+                error = USER_ID_MESSAGE
+        rows = [
+            (name, (current or {}).get(name), (preview or {}).get(name))
+            for name in (
+                "segment",
+                "variant",
+                "rule_version",
+                "priority_sections",
+                "featured_projects",
+                "highlight_skills",
+                "reasoning",
+            )
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": rule,
+            "title": f"Preview {rule}",
+            "user_pseudo_id": user_pseudo_id,
+            "error": error,
+            "rows": rows if preview else None,
+            "known": bool(preview and preview.get("segmented_at")),
+        }
+        return TemplateResponse(request, "admin/personalization/rule_preview.html", context)
+
+
+@admin.register(RuleChange)
+class RuleChangeAdmin(SafeInputAdmin):
+    """The audit trail: read only, written by the rule services."""
+
+    list_display = ["created_at", "segment_code", "version", "action", "actor", "rule_ref"]
+    list_filter = ["action", "segment_code"]
+    search_fields = ["actor", "=segment_code"]
+    date_hierarchy = "created_at"
+    fields = readonly_fields = (
+        "created_at",
+        "rule_ref",
+        "segment_code",
+        "version",
+        "action",
+        "actor",
+        "changes",
+    )
+
+    @admin.display(description="what changed")
+    def changes(self, obj: RuleChange) -> str:
+        return show.diff_html(obj.before, obj.after)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.action(
+    description="Erase visitor: events, profile, cache (asks to confirm)", permissions=["delete"]
+)
+def erase_visitors(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> Any:
+    """Shared by the profile and the analytics visitor admin: rows carry user_pseudo_id."""
+    ids = sorted(set(queryset.values_list("user_pseudo_id", flat=True)[:1000]))
+    if request.POST.get("confirm") != "yes":
+        context = {
+            **modeladmin.admin_site.each_context(request),
+            "opts": modeladmin.opts,
+            "title": "Erase visitors?",
+            "user_pseudo_ids": ids,
+            "queryset": queryset,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+        }
+        return TemplateResponse(request, "admin/erase_visitors_confirmation.html", context)
+    events = 0
+    for user_pseudo_id in ids:
+        events += visitor_erase(user_pseudo_id=user_pseudo_id).events
+    modeladmin.message_user(
+        request, f"Erased {len(ids)} visitor(s) and {events} event(s).", messages.SUCCESS
+    )
+    return None
+
+
+class ProfileSegmentFilter(admin.SimpleListFilter):
+    """Choices from the segments table: a DISTINCT over every profile would scan them all."""
+
+    title = "segment"
+    parameter_name = "segment"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(code, code) for code in Segment.objects.values_list("code", flat=True)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.filter(segment=self.value()) if self.value() else queryset
+
+
+class ErasesVisitorsAdmin(SafeInputAdmin):
+    """Deleting a visitor's row anywhere erases the visitor: removing only the row would leave
+    their events, or a cached answer still served."""
+
+    actions = [erase_visitors]
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # erase_visitors, with its own confirmation
+        return actions
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        visitor_erase(user_pseudo_id=obj.user_pseudo_id)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        for user_pseudo_id in queryset.values_list("user_pseudo_id", flat=True):
+            visitor_erase(user_pseudo_id=user_pseudo_id)
 
 
 @admin.register(VisitorProfile)
-class VisitorProfileAdmin(admin.ModelAdmin):
+class VisitorProfileAdmin(ErasesVisitorsAdmin):
     list_display = ["user_pseudo_id", "segment", "confidence", "event_count", "computed_at"]
-    list_filter = ["segment"]
+    list_filter = [ProfileSegmentFilter]
     search_fields = ["=user_pseudo_id"]
-    readonly_fields = [f.name for f in VisitorProfile._meta.fields]
+    paginator = EstimatedCountPaginator
+    fields = readonly_fields = (
+        "user_pseudo_id",
+        "segment",
+        "confidence",
+        "scores_table",
+        "explanation_table",
+        "event_count",
+        "computed_at",
+        "model_version",
+        "version",
+        "timeline",
+    )
     show_full_result_count = False
 
+    @admin.display(description="scores")
+    def scores_table(self, obj: VisitorProfile) -> str:
+        return show.scores_html(obj.scores)
+
+    @admin.display(description="explanation")
+    def explanation_table(self, obj: VisitorProfile) -> str:
+        return show.explanation_html(obj.explanation)
+
+    @admin.display(description="latest events")
+    def timeline(self, obj: VisitorProfile) -> str:
+        return show.timeline_html(obj.user_pseudo_id)
+
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -164,3 +164,40 @@ class RuleSetVersion(models.Model):
 
     def __str__(self) -> str:
         return f"rule set v{self.version}"
+
+
+class RuleChangeAction(models.TextChoices):
+    CREATED = "created", "Created"
+    UPDATED = "updated", "Updated"
+    ACTIVATED = "activated", "Activated"
+    ARCHIVED = "archived", "Archived"
+    DELETED = "deleted", "Deleted"
+
+
+class RuleChange(models.Model):
+    """Audit trail of rules: who did what, when, with the rule before and after. Written only
+    by the rule services, so admin, API and LLM approvals all leave the same record."""
+
+    # Kept when the rule is deleted: the history outlives it.
+    rule = models.ForeignKey(
+        PersonalizationRule,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="changes",
+    )
+    rule_ref = models.PositiveBigIntegerField(help_text="The rule's id, even after deletion.")
+    segment_code = models.CharField(max_length=40)
+    version = models.PositiveIntegerField()
+    action = models.CharField(max_length=10, choices=RuleChangeAction.choices)
+    actor = models.CharField(max_length=150, blank=True, default="")
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["rule_ref", "created_at"], name="rulechange_rule_time_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.segment_code} v{self.version} {self.action} by {self.actor or '?'}"

@@ -145,22 +145,44 @@ def active_rules() -> dict[str, RuleView]:
     segment's topic tags."""
     projects = list(Project.objects.filter(is_active=True).values_list("slug", "tags"))
     skills = list(Skill.objects.values_list("name", "tags"))
-    rules = {}
-    for rule in PersonalizationRule.objects.filter(status=RuleStatus.ACTIVE).select_related(
-        "segment"
-    ):
-        topics = {t.lower() for t in rule.segment.topic_tags or ()}
-        rules[rule.segment.code] = RuleView(
-            segment=rule.segment.code,
-            version=rule.version,
-            priority_sections=list(rule.priority_sections),
-            featured_projects=list(rule.featured_projects)
-            or _by_topic(projects, topics, settings.PERSONALIZATION_FEATURED_PROJECTS),
-            highlight_skills=list(rule.highlight_skills)
-            or _by_topic(skills, topics, settings.PERSONALIZATION_HIGHLIGHT_SKILLS),
-            reasoning=rule.reasoning,
+    return {
+        rule.segment.code: _rule_view(rule, projects, skills)
+        for rule in PersonalizationRule.objects.filter(status=RuleStatus.ACTIVE).select_related(
+            "segment"
         )
-    return rules
+    }
+
+
+def _rule_view(
+    rule: PersonalizationRule,
+    projects: list[tuple[str, list[str]]],
+    skills: list[tuple[str, list[str]]],
+) -> RuleView:
+    topics = {t.lower() for t in rule.segment.topic_tags or ()}
+    return RuleView(
+        segment=rule.segment.code,
+        version=rule.version,
+        priority_sections=list(rule.priority_sections),
+        featured_projects=list(rule.featured_projects)
+        or _by_topic(projects, topics, settings.PERSONALIZATION_FEATURED_PROJECTS),
+        highlight_skills=list(rule.highlight_skills)
+        or _by_topic(skills, topics, settings.PERSONALIZATION_HIGHLIGHT_SKILLS),
+        reasoning=rule.reasoning,
+    )
+
+
+def rule_preview(*, rule: PersonalizationRule, user_pseudo_id: str) -> dict[str, Any]:
+    """What the visitor would be served if `rule` (a draft, say) were its segment's active
+    rule; built from the database, the cache untouched."""
+    projects = list(Project.objects.filter(is_active=True).values_list("slug", "tags"))
+    skills = list(Skill.objects.values_list("name", "tags"))
+    rules = dict(active_rules())
+    rules[rule.segment.code] = _rule_view(rule, projects, skills)
+    return personalization_build(
+        user_pseudo_id=user_pseudo_id,
+        profile=profile_get(user_pseudo_id=user_pseudo_id),
+        rules=rules,
+    )
 
 
 def _by_topic(items: list[tuple[str, list[str]]], topics: set[str], limit: int) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,16 +12,21 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache as djcache
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from analytics.consent import denied_visitor_ids
+from analytics.models import Event, RejectedEvent, Visitor
 from ops.metrics import VISITORS_SEGMENTED
 
 from . import cache, demo_catalog
 from .models import (
     PersonalizationRule,
     Project,
+    RuleChange,
+    RuleChangeAction,
     RuleSetVersion,
+    RuleSource,
     RuleStatus,
     Section,
     Segment,
@@ -198,19 +203,199 @@ def ruleset_bump() -> int:
     return version
 
 
+RULE_CONTENT_FIELDS = (
+    "source",
+    "priority_sections",
+    "featured_projects",
+    "highlight_skills",
+    "reasoning",
+)
+
+
+def rule_snapshot(rule: PersonalizationRule) -> dict[str, Any]:
+    """The rule as the audit trail keeps it: plain JSON, readable after the rule is gone."""
+    return {
+        "id": rule.pk,
+        "segment": rule.segment.code,
+        "version": rule.version,
+        "status": rule.status,
+        "source": rule.source,
+        "priority_sections": list(rule.priority_sections),
+        "featured_projects": list(rule.featured_projects),
+        "highlight_skills": list(rule.highlight_skills),
+        "reasoning": rule.reasoning,
+        "created_by": rule.created_by,
+        "activated_at": rule.activated_at.isoformat() if rule.activated_at else None,
+    }
+
+
+def _record(
+    rule: PersonalizationRule,
+    action: str,
+    actor: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> RuleChange:
+    return RuleChange.objects.create(
+        rule=rule if after is not None else None,
+        rule_ref=rule.pk,
+        segment_code=rule.segment.code,
+        version=rule.version,
+        action=action,
+        actor=actor[:150],
+        before=before,
+        after=after,
+    )
+
+
+def _lock_segment(segment: Segment) -> None:
+    # Serializes version numbering and activation per segment.
+    Segment.objects.select_for_update().filter(pk=segment.pk).first()
+
+
+@transaction.atomic
+def rule_create(
+    *,
+    segment: Segment,
+    priority_sections: Sequence[str] = (),
+    featured_projects: Sequence[str] = (),
+    highlight_skills: Sequence[str] = (),
+    reasoning: str = "",
+    source: str = RuleSource.ADMIN,
+    actor: str = "",
+    activate: bool = False,
+) -> PersonalizationRule:
+    """A new draft with the segment's next version; `activate` makes it live at once. Limits
+    are the caller's to check (validation.rule_errors, rule_catalog_errors)."""
+    _lock_segment(segment)
+    rule = PersonalizationRule.objects.create(
+        segment=segment,
+        version=rule_next_version(segment=segment),
+        status=RuleStatus.DRAFT,
+        source=source,
+        priority_sections=list(priority_sections),
+        featured_projects=list(featured_projects),
+        highlight_skills=list(highlight_skills),
+        reasoning=reasoning,
+        created_by=actor[:150],
+    )
+    _record(rule, RuleChangeAction.CREATED, actor, None, rule_snapshot(rule))
+    if activate:
+        rule_activate(rule=rule, actor=actor)
+    else:
+        ruleset_bump()
+    return rule
+
+
+@transaction.atomic
+def rule_update(
+    *, rule: PersonalizationRule, actor: str = "", changes: dict[str, Any]
+) -> PersonalizationRule:
+    """Change a rule's content (fields in RULE_CONTENT_FIELDS). An active rule gets the
+    segment's next version number, so clients see in `rule_version` that what they are served
+    changed; the audit entry keeps the content before."""
+    unknown = set(changes) - set(RULE_CONTENT_FIELDS)
+    if unknown:
+        raise ValueError(f"not rule content: {sorted(unknown)}")
+    _lock_segment(rule.segment)
+    rule = PersonalizationRule.objects.select_for_update().select_related("segment").get(pk=rule.pk)
+    before = rule_snapshot(rule)
+    for name, value in changes.items():
+        setattr(rule, name, list(value) if isinstance(value, (list, tuple)) else value)
+    if rule_snapshot(rule) == before:
+        return rule
+    if rule.status == RuleStatus.ACTIVE:
+        rule.version = rule_next_version(segment=rule.segment)
+    rule.save()
+    _record(rule, RuleChangeAction.UPDATED, actor, before, rule_snapshot(rule))
+    ruleset_bump()
+    return rule
+
+
 @transaction.atomic
 def rule_activate(*, rule: PersonalizationRule, actor: str = "") -> PersonalizationRule:
     """Make `rule` its segment's active rule; the one it replaces is archived."""
-    PersonalizationRule.objects.filter(segment=rule.segment, status=RuleStatus.ACTIVE).exclude(
-        pk=rule.pk
-    ).update(status=RuleStatus.ARCHIVED)
-    rule.status = RuleStatus.ACTIVE
-    rule.activated_at = timezone.now()
-    rule.save(update_fields=["status", "activated_at"])
+    _lock_segment(rule.segment)
+    replaced = PersonalizationRule.objects.select_for_update().filter(
+        segment=rule.segment, status=RuleStatus.ACTIVE
+    )
+    for old in replaced.exclude(pk=rule.pk):
+        before = rule_snapshot(old)
+        old.status = RuleStatus.ARCHIVED
+        old.save(update_fields=["status"])
+        _record(old, RuleChangeAction.ARCHIVED, actor, before, rule_snapshot(old))
+    if rule.status != RuleStatus.ACTIVE:
+        before = rule_snapshot(rule)
+        rule.status = RuleStatus.ACTIVE
+        rule.activated_at = timezone.now()
+        rule.save(update_fields=["status", "activated_at"])
+        _record(rule, RuleChangeAction.ACTIVATED, actor, before, rule_snapshot(rule))
     ruleset_bump()
     return rule
+
+
+@transaction.atomic
+def rule_archive(*, rule: PersonalizationRule, actor: str = "") -> PersonalizationRule:
+    """Take a rule out of service; a segment without an active rule gets the CASUAL one."""
+    if rule.status == RuleStatus.ARCHIVED:
+        return rule
+    before = rule_snapshot(rule)
+    rule.status = RuleStatus.ARCHIVED
+    rule.save(update_fields=["status"])
+    _record(rule, RuleChangeAction.ARCHIVED, actor, before, rule_snapshot(rule))
+    ruleset_bump()
+    return rule
+
+
+@transaction.atomic
+def rule_delete(*, rule: PersonalizationRule, actor: str = "") -> None:
+    before = rule_snapshot(rule)
+    # The audit row points at the rule only by rule_ref: the foreign key would cascade to NULL.
+    _record(rule, RuleChangeAction.DELETED, actor, before, None)
+    rule.delete()
+    ruleset_bump()
 
 
 def rule_next_version(*, segment: Segment) -> int:
     last = segment.rules.order_by("-version").values_list("version", flat=True).first()
     return (last or 0) + 1
+
+
+# --- Erasure ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ErasureCounts:
+    events: int
+    visitors: int
+    rejected_events: int
+    profiles: int
+
+
+def visitor_erase(*, user_pseudo_id: str) -> ErasureCounts:
+    """Forget a visitor: events, the analytics Visitor row, dead letters naming them, the
+    profile; their cache entries go after commit, so a reader never re-caches the old answer
+    from rows still visible to it."""
+    with transaction.atomic():
+        events = Event.objects.filter(user_pseudo_id=user_pseudo_id).delete()[0]
+        visitors = Visitor.objects.filter(user_pseudo_id=user_pseudo_id).delete()[0]
+        rejected = RejectedEvent.objects.filter(
+            Q(payload__user_pseudo_id=user_pseudo_id) | Q(payload__client_id=user_pseudo_id)
+        ).delete()[0]
+        profiles = VisitorProfile.objects.filter(user_pseudo_id=user_pseudo_id).delete()[0]
+        transaction.on_commit(lambda: _forget_cached(user_pseudo_id))
+    logger.info(
+        "visitor.erased",
+        extra={"events": events, "profiles": profiles, "rejected_events": rejected},
+    )
+    return ErasureCounts(
+        events=events, visitors=visitors, rejected_events=rejected, profiles=profiles
+    )
+
+
+def _forget_cached(user_pseudo_id: str) -> None:
+    cache.forget_visitor(user_pseudo_id)
+    try:
+        djcache.delete(pending_key(user_pseudo_id))
+    except Exception:  # a cache outage: the pending mark expires on its own
+        logger.warning("visitor.erase.pending_key_kept")

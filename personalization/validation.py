@@ -34,3 +34,26 @@ def rule_errors(data: dict[str, Any]) -> dict[str, list[str]]:
     elif len(reasoning) > MAX_REASONING_LENGTH:
         errors["reasoning"] = [f"At most {MAX_REASONING_LENGTH} characters; got {len(reasoning)}."]
     return errors
+
+
+def rule_catalog_errors(data: dict[str, Any]) -> dict[str, list[str]]:
+    """{field: [messages]} for items the content catalog does not know. A list is checked once
+    its catalog table has rows, so a fresh install (default rules, empty catalog) still works."""
+    from .models import Project, Section, Skill
+
+    catalogs = {
+        "priority_sections": lambda: Section.objects.values_list("slug", flat=True),
+        "featured_projects": lambda: Project.objects.values_list("slug", flat=True),
+        "highlight_skills": lambda: Skill.objects.values_list("name", flat=True),
+    }
+    errors: dict[str, list[str]] = {}
+    for name, known_of in catalogs.items():
+        value = data.get(name) or []
+        if not isinstance(value, list) or not value:
+            continue
+        known = set(known_of())
+        unknown = [item for item in value if isinstance(item, str) and item not in known]
+        if known and unknown:
+            shown = ", ".join(repr(item[:40]) for item in unknown[:5])
+            errors[name] = [f"Not in the content catalog: {shown}."]
+    return errors

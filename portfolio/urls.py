@@ -10,7 +10,10 @@ urlpatterns = [
     path("", include("analytics.urls")),
     path("", include("analytics.collect_urls")),
     path("", include("personalization.demo_urls")),
+    path("", include("analytics.admin_urls")),
+    path("", include("personalization.admin_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("admin/dashboard/", include("personalization.dashboard_urls")),
     path("admin/", admin.site.urls),
 ]

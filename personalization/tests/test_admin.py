@@ -103,7 +103,7 @@ def test_rule_admin__activate_action__archives_previous_and_bumps_ruleset(
     with django_capture_on_commit_callbacks(execute=True):
         staff_client.post(
             "/admin/personalization/personalizationrule/",
-            {"action": "activate", "_selected_action": [draft.pk]},
+            {"action": "approve_and_activate", "_selected_action": [draft.pk]},
         )
 
     draft.refresh_from_db()

@@ -217,6 +217,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {"RuleStatusEnum": "personalization.models.RuleStatus"},
 }
 
 # --- CORS: the portfolio's own origins ----------------------------------------------------------

@@ -1,0 +1,435 @@
+"""Admin API over rules, segments and visitors. Views parse, call one service or selector, and
+format; every rule write goes through the rule services (audit + rule-set bump)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
+from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from analytics.admin_apis import EventOut, event_rows
+from analytics.models import Event, Visitor
+from analytics.validation import USER_ID_MESSAGE, USER_PSEUDO_ID_RE
+from portfolio.api.admin_auth import AdminApiView
+from portfolio.api.admin_schema import AUTH_ERRORS, INVALID, NOT_FOUND, parse_id
+
+from .models import PersonalizationRule, RuleChange, RuleSource, RuleStatus, Segment
+from .selectors import profile_get, segment_counts, variant_for
+from .services import (
+    RULE_CONTENT_FIELDS,
+    rule_activate,
+    rule_archive,
+    rule_create,
+    rule_delete,
+    rule_update,
+    visitor_erase,
+)
+from .validation import (
+    LIST_LIMITS,
+    MAX_ITEM_LENGTH,
+    MAX_REASONING_LENGTH,
+    rule_catalog_errors,
+    rule_errors,
+)
+
+VISITOR_EVENTS = 100
+SEGMENT_CODE_MAX = 40  # Segment.code's max_length
+
+# --- Rules ----------------------------------------------------------------------------------------
+
+
+def _items(name: str) -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.CharField(max_length=MAX_ITEM_LENGTH, trim_whitespace=False),
+        max_length=LIST_LIMITS[name],
+        default=list,
+    )
+
+
+class SegmentCodeField(serializers.SlugRelatedField):
+    """A segment by code. Text the database could not even compare (NUL bytes, non-strings,
+    over-long) is refused before the lookup."""
+
+    def to_internal_value(self, data: Any) -> Segment:
+        if not isinstance(data, str) or "\x00" in data or len(data) > SEGMENT_CODE_MAX:
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class RuleIn(serializers.Serializer):
+    """The seed's ValidatedRuleOverride, plus catalog checks. PUT replaces every field (lists
+    left out become empty); PATCH changes the fields sent."""
+
+    segment = SegmentCodeField(slug_field="code", queryset=Segment.objects.all())
+    priority_sections = _items("priority_sections")
+    featured_projects = _items("featured_projects")
+    highlight_skills = _items("highlight_skills")
+    reasoning = serializers.CharField(
+        max_length=MAX_REASONING_LENGTH, allow_blank=True, default="", trim_whitespace=False
+    )
+    source = serializers.ChoiceField(  # type: ignore[assignment]  # stubs: Field.source
+        choices=RuleSource.choices, default=RuleSource.ADMIN
+    )
+    status = serializers.ChoiceField(
+        choices=RuleStatus.choices,
+        required=False,
+        help_text="draft (default on create), active (activates it, archiving the segment's "
+        "current rule) or archived.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        errors = rule_errors(attrs) or rule_catalog_errors(attrs)
+        if errors:
+            raise ValidationError(errors)
+        return attrs
+
+
+class RuleOut(serializers.ModelSerializer):
+    segment: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="code", read_only=True
+    )
+
+    class Meta:
+        model = PersonalizationRule
+        fields = [
+            "id",
+            "segment",
+            "version",
+            "status",
+            "source",
+            "priority_sections",
+            "featured_projects",
+            "highlight_skills",
+            "reasoning",
+            "created_at",
+            "created_by",
+            "activated_at",
+        ]
+
+
+class RuleChangeOut(serializers.ModelSerializer):
+    class Meta:
+        model = RuleChange
+        fields = ["id", "action", "actor", "version", "created_at", "before", "after"]
+
+
+class RuleDetailOut(RuleOut):
+    changes = serializers.SerializerMethodField()
+
+    class Meta(RuleOut.Meta):
+        fields = [*RuleOut.Meta.fields, "changes"]
+
+    @extend_schema_field(RuleChangeOut(many=True))
+    def get_changes(self, rule: PersonalizationRule) -> list[dict[str, Any]]:
+        changes = RuleChange.objects.filter(rule_ref=rule.pk)[:100]
+        return list(RuleChangeOut(changes, many=True).data)
+
+
+RuleListOut = inline_serializer(
+    "AdminRuleList", fields={"count": serializers.IntegerField(), "results": RuleOut(many=True)}
+)
+RULE_ID = OpenApiParameter("rule_id", OpenApiTypes.INT, OpenApiParameter.PATH)
+
+
+class RuleFilters(serializers.Serializer):
+    segment = serializers.CharField(
+        max_length=SEGMENT_CODE_MAX, required=False, help_text="Segment code"
+    )
+    status = serializers.ChoiceField(choices=RuleStatus.choices, required=False)
+
+
+def _actor(request: Request) -> str:
+    return request.user.get_username()
+
+
+def _rule_or_404(rule_id: str) -> PersonalizationRule:
+    pk = parse_id(rule_id)
+    rule = (
+        PersonalizationRule.objects.select_related("segment").filter(pk=pk).first()
+        if pk is not None
+        else None
+    )
+    if rule is None:
+        raise Http404
+    return rule
+
+
+def _apply_status(rule: PersonalizationRule, wanted: str | None, actor: str) -> None:
+    if wanted is None or wanted == rule.status:
+        return
+    if wanted == RuleStatus.ACTIVE:
+        rule_activate(rule=rule, actor=actor)
+    elif wanted == RuleStatus.ARCHIVED:
+        rule_archive(rule=rule, actor=actor)
+    else:
+        raise ValidationError({"status": ["A rule cannot go back to draft."]})
+
+
+class RuleListApi(AdminApiView):
+    @extend_schema(
+        parameters=[RuleFilters],
+        responses={200: RuleListOut, **AUTH_ERRORS},
+        tags=["admin"],
+        summary="List rules",
+        operation_id="admin_rules_list",
+    )
+    def get(self, request: Request) -> Response:
+        filters = RuleFilters(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        rules = PersonalizationRule.objects.select_related("segment")
+        if segment := filters.validated_data.get("segment"):
+            rules = rules.filter(segment__code=segment)
+        if wanted := filters.validated_data.get("status"):
+            rules = rules.filter(status=wanted)
+        data = RuleOut(rules, many=True).data
+        return Response({"count": len(data), "results": data})
+
+    @extend_schema(
+        request=RuleIn,
+        responses={201: RuleDetailOut, **AUTH_ERRORS, **INVALID},
+        tags=["admin"],
+        summary="Create a rule (a draft unless status is active)",
+        operation_id="admin_rules_create",
+    )
+    def post(self, request: Request) -> Response:
+        body = RuleIn(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        if data.get("status") == RuleStatus.ARCHIVED:
+            raise ValidationError({"status": ["Create a rule as draft or active."]})
+        rule = rule_create(
+            segment=data["segment"],
+            priority_sections=data["priority_sections"],
+            featured_projects=data["featured_projects"],
+            highlight_skills=data["highlight_skills"],
+            reasoning=data["reasoning"],
+            source=data["source"],
+            actor=_actor(request),
+            activate=data.get("status") == RuleStatus.ACTIVE,
+        )
+        return Response(RuleDetailOut(rule).data, status=status.HTTP_201_CREATED)
+
+
+class RuleDetailApi(AdminApiView):
+    @extend_schema(
+        parameters=[RULE_ID],
+        responses={200: RuleDetailOut, **AUTH_ERRORS, **NOT_FOUND},
+        tags=["admin"],
+        summary="One rule with its change history",
+        operation_id="admin_rules_retrieve",
+    )
+    def get(self, request: Request, rule_id: str) -> Response:
+        return Response(RuleDetailOut(_rule_or_404(rule_id)).data)
+
+    @extend_schema(
+        parameters=[RULE_ID],
+        request=RuleIn,
+        responses={200: RuleDetailOut, **AUTH_ERRORS, **NOT_FOUND, **INVALID},
+        tags=["admin"],
+        summary="Replace a rule's content (an active rule gets a new version)",
+        operation_id="admin_rules_update",
+    )
+    def put(self, request: Request, rule_id: str) -> Response:
+        return self._write(request, rule_id, partial=False)
+
+    @extend_schema(
+        parameters=[RULE_ID],
+        request=RuleIn(partial=True),
+        responses={200: RuleDetailOut, **AUTH_ERRORS, **NOT_FOUND, **INVALID},
+        tags=["admin"],
+        summary="Change some of a rule's fields",
+        operation_id="admin_rules_partial_update",
+    )
+    def patch(self, request: Request, rule_id: str) -> Response:
+        return self._write(request, rule_id, partial=True)
+
+    @extend_schema(
+        parameters=[RULE_ID],
+        responses={204: OpenApiResponse(description="Deleted."), **AUTH_ERRORS, **NOT_FOUND},
+        tags=["admin"],
+        summary="Delete a rule (its history stays)",
+        operation_id="admin_rules_destroy",
+    )
+    def delete(self, request: Request, rule_id: str) -> Response:
+        rule_delete(rule=_rule_or_404(rule_id), actor=_actor(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def _write(self, request: Request, rule_id: str, *, partial: bool) -> Response:
+        rule = _rule_or_404(rule_id)
+        body = RuleIn(data=request.data, partial=partial)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        if "segment" in data and data["segment"].pk != rule.segment_id:
+            raise ValidationError(
+                {"segment": ["A rule keeps its segment; create a rule for the other one."]}
+            )
+        actor = _actor(request)
+        with transaction.atomic():
+            changes = {name: data[name] for name in RULE_CONTENT_FIELDS if name in data}
+            rule = rule_update(rule=rule, actor=actor, changes=changes)
+            _apply_status(rule, data.get("status"), actor)
+        rule.refresh_from_db()
+        return Response(RuleDetailOut(rule).data)
+
+
+# --- Segments -------------------------------------------------------------------------------------
+
+
+class AdminSignal(serializers.Serializer):
+    id = serializers.IntegerField()
+    label = serializers.CharField()  # type: ignore[assignment]  # stubs: Field.label
+    event_name = serializers.CharField()
+    conditions = serializers.ListField(child=serializers.DictField())
+    weight = serializers.FloatField()
+    cap = serializers.FloatField()
+    half_life_days = serializers.FloatField(allow_null=True)
+    is_active = serializers.BooleanField()
+
+
+class AdminActiveRuleRef(serializers.Serializer):
+    id = serializers.IntegerField()
+    version = serializers.IntegerField()
+
+
+class AdminSegment(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    prior = serializers.FloatField()
+    topic_tags = serializers.ListField(child=serializers.CharField())
+    recommendation = serializers.CharField()
+    visitors = serializers.IntegerField(help_text="Visitors whose profile is this segment.")
+    active_rule = AdminActiveRuleRef(allow_null=True)
+    signals = AdminSignal(many=True)
+
+
+_SegmentListOut = inline_serializer(
+    "AdminSegmentList",
+    fields={"count": serializers.IntegerField(), "results": AdminSegment(many=True)},
+)
+_SIGNAL_FIELDS = ["id", "label", "event_name", "conditions", "weight", "cap", "half_life_days"]
+
+
+class SegmentListApi(AdminApiView):
+    @extend_schema(
+        responses={200: _SegmentListOut, **AUTH_ERRORS},
+        tags=["admin"],
+        summary="Segment definitions, signals and visitor counts",
+        operation_id="admin_segments_list",
+    )
+    def get(self, request: Request) -> Response:
+        counts = segment_counts()
+        active = {
+            segment_id: {"id": pk, "version": version}
+            for pk, segment_id, version in PersonalizationRule.objects.filter(
+                status=RuleStatus.ACTIVE
+            ).values_list("pk", "segment_id", "version")
+        }
+        results = [
+            {
+                "code": s.code,
+                "name": s.name,
+                "description": s.description,
+                "prior": s.prior,
+                "topic_tags": s.topic_tags,
+                "recommendation": s.recommendation,
+                "visitors": counts.get(s.code, 0),
+                "active_rule": active.get(s.pk),
+                "signals": [
+                    {**{f: getattr(sig, f) for f in _SIGNAL_FIELDS}, "is_active": sig.is_active}
+                    for sig in s.signals.all()
+                ],
+            }
+            for s in Segment.objects.prefetch_related("signals")
+        ]
+        return Response({"count": len(results), "results": results})
+
+
+# --- Visitors -------------------------------------------------------------------------------------
+
+VISITOR_ID = OpenApiParameter("user_pseudo_id", str, OpenApiParameter.PATH)
+_VisitorOut = inline_serializer(
+    "AdminVisitor",
+    fields={
+        "user_pseudo_id": serializers.CharField(),
+        "first_seen": serializers.DateTimeField(allow_null=True),
+        "last_seen": serializers.DateTimeField(allow_null=True),
+        "event_count": serializers.IntegerField(),
+        "traits": serializers.DictField(),
+        "segment": serializers.CharField(allow_null=True),
+        "confidence": serializers.FloatField(allow_null=True),
+        "scores": serializers.DictField(child=serializers.FloatField()),
+        "explanation": serializers.DictField(),
+        "variant": serializers.ChoiceField(choices=["personalized", "holdout"]),
+        "segmented_at": serializers.DateTimeField(allow_null=True),
+        "events": EventOut(many=True, help_text=f"The latest {VISITOR_EVENTS}, newest first."),
+    },
+)
+
+
+def _visitor_id(user_pseudo_id: str) -> str:
+    if not USER_PSEUDO_ID_RE.fullmatch(user_pseudo_id):
+        raise ValidationError({"user_pseudo_id": [USER_ID_MESSAGE]})
+    return user_pseudo_id
+
+
+class VisitorDetailApi(AdminApiView):
+    @extend_schema(
+        parameters=[VISITOR_ID],
+        responses={200: _VisitorOut, **AUTH_ERRORS, **NOT_FOUND, **INVALID},
+        tags=["admin"],
+        summary="One visitor: events, scores and explanation",
+        operation_id="admin_visitors_retrieve",
+    )
+    def get(self, request: Request, user_pseudo_id: str) -> Response:
+        uid = _visitor_id(user_pseudo_id)
+        visitor = Visitor.objects.filter(user_pseudo_id=uid).first()
+        profile = profile_get(user_pseudo_id=uid)
+        events = Event.objects.filter(user_pseudo_id=uid).order_by("-occurred_at", "-id")
+        rows = event_rows(events[:VISITOR_EVENTS])
+        if visitor is None and profile is None and not rows:
+            raise Http404
+        return Response(
+            {
+                "user_pseudo_id": uid,
+                "first_seen": visitor.first_seen if visitor else None,
+                "last_seen": visitor.last_seen if visitor else None,
+                "event_count": visitor.event_count if visitor else len(rows),
+                "traits": visitor.traits if visitor else {},
+                "segment": profile.segment if profile else None,
+                "confidence": profile.confidence if profile else None,
+                "scores": profile.scores if profile else {},
+                "explanation": profile.explanation if profile else {},
+                "variant": variant_for(uid),
+                "segmented_at": profile.computed_at if profile else None,
+                "events": rows,
+            }
+        )
+
+    @extend_schema(
+        parameters=[VISITOR_ID],
+        responses={
+            204: OpenApiResponse(description="Erased (also when nothing was stored)."),
+            **AUTH_ERRORS,
+            **INVALID,
+        },
+        tags=["admin"],
+        summary="Erase a visitor: events, profile, cache",
+        operation_id="admin_visitors_destroy",
+    )
+    def delete(self, request: Request, user_pseudo_id: str) -> Response:
+        visitor_erase(user_pseudo_id=_visitor_id(user_pseudo_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
