@@ -107,7 +107,8 @@ def stale_visitor_ids(*, limit: int) -> list[str]:
     return list(
         Visitor.objects.filter(event_count__gt=0)
         .exclude(Exists(up_to_date))
-        .exclude(profiling_denied_q())
+        # Not exclude(q) itself: a visitor without the trait makes q NULL, and NOT NULL drops it.
+        .exclude(pk__in=Visitor.objects.filter(profiling_denied_q()).values("pk"))
         .order_by("-last_seen")
         .values_list("user_pseudo_id", flat=True)[:limit]
     )

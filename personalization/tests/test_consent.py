@@ -81,6 +81,9 @@ def test_denied_visitors_are_skipped_by_recompute_and_sweep(visitor):
 
     assert set(VisitorProfile.objects.values_list("user_pseudo_id", flat=True)) == {other}
     assert stale_visitor_ids(limit=10) == []
+    newcomer = personalized_id("newcomer")
+    events_store(events=ml_events(newcomer), source=EventSource.API)  # not yet segmented
+    assert stale_visitor_ids(limit=10) == [newcomer]  # the denied visitor never is
 
 
 def test_consent_mode_ignore_profiles_everyone(settings, visitor):
