@@ -148,3 +148,6 @@ class VisitorProfileAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+from . import insights_admin  # noqa: E402,F401

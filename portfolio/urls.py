@@ -10,6 +10,7 @@ urlpatterns = [
     path("", include("analytics.urls")),
     path("", include("analytics.collect_urls")),
     path("", include("personalization.demo_urls")),
+    path("", include("personalization.insights_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("admin/", admin.site.urls),
