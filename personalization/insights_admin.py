@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 from .insights_services import insight_drafts_approve
 from .models import InsightStatus, LLMInsight, RuleStatus
 
-_STATUS_COLOURS = {
+_STATUS_COLOURS: dict[str, str] = {
     InsightStatus.OK: "#2e7d32",
     InsightStatus.UNVERIFIED: "#b26a00",
     InsightStatus.FAILED: "#c62828",

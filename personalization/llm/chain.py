@@ -18,7 +18,7 @@ from django.conf import settings
 from ops.metrics import LLM_REQUEST_DURATION, LLM_REQUESTS, LLM_TOKENS
 
 from . import resilience
-from .providers import Completion, LLMRequest, Provider, ProviderError
+from .providers import Completion, LLMRequest, Provider, ProviderError, Rejected
 from .schema import InsightReply, InvalidReply, reply_parse
 
 logger = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ def _ask(
                 return None
         began = time.monotonic()
         try:
-            completion = provider.complete(current)
+            completion = _complete(provider, current)
         except ProviderError as exc:
             elapsed = time.monotonic() - began
             LLM_REQUEST_DURATION.labels(provider.name).observe(elapsed)
@@ -153,6 +153,18 @@ def _ask(
         if provider.remote:
             resilience.breaker_record_success(provider.name)
         return reply, completion
+
+
+def _complete(provider: Provider, request: LLMRequest) -> Completion:
+    try:
+        return provider.complete(request)
+    except ProviderError:
+        raise
+    except Exception as exc:
+        # An SDK surprise (a new exception type, a bad base URL) must cost this provider its
+        # turn, not the whole analysis.
+        logger.exception("llm.provider_crashed", extra={"provider": provider.name})
+        raise Rejected(f"unexpected {type(exc).__name__}") from exc
 
 
 def correction_prompt(prompt: str, error: str) -> str:

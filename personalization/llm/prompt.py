@@ -31,13 +31,16 @@ The JSON object must follow this JSON schema:
 """
 
 
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def build_request(aggregate: dict[str, Any], catalog: dict[str, list[str]]) -> LLMRequest:
     schema = response_schema(catalog.get("segments", []))
-    compact = {"separators": (",", ":"), "ensure_ascii": False}
     prompt = (
-        f"{INSTRUCTIONS}{json.dumps(schema, **compact)}\n\n"
-        f"Statistics (JSON):\n{json.dumps(aggregate, **compact)}\n\n"
-        f"Catalog (JSON):\n{json.dumps(catalog, **compact)}\n"
+        f"{INSTRUCTIONS}{_compact(schema)}\n\n"
+        f"Statistics (JSON):\n{_compact(aggregate)}\n\n"
+        f"Catalog (JSON):\n{_compact(catalog)}\n"
     )
     return LLMRequest(
         system=SYSTEM, prompt=prompt, schema=schema, aggregate=aggregate, catalog=catalog

@@ -130,6 +130,8 @@ class GeminiProvider(Provider):
             raise TimedOut(f"no answer within {self.timeout:g}s") from None
         except httpx2.HTTPError as exc:
             raise Unavailable(type(exc).__name__) from None
+        except ValueError:  # a 200 whose body is not JSON: a proxy or gateway hiccup
+            raise Unavailable("the response body is not JSON") from None
         usage = response.usage_metadata
         return Completion(
             text=_gemini_text(response),
@@ -228,6 +230,8 @@ class OpenAICompatibleProvider(Provider):
             raise _openai_error(exc) from None
         except openai.OpenAIError as exc:
             raise Unavailable(type(exc).__name__) from None
+        except ValueError:  # a 200 whose body is not JSON: a proxy or gateway hiccup
+            raise Unavailable("the response body is not JSON") from None
         choices = getattr(response, "choices", None) or []
         text = (choices[0].message.content or "") if choices else ""
         usage = getattr(response, "usage", None)

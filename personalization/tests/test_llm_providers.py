@@ -386,3 +386,18 @@ def test_all_providers_down__offline_insight_stored_with_drafts(llm):
     assert draft.status == RuleStatus.DRAFT
     assert draft.featured_projects == ["llm-router"]
     assert draft.highlight_skills == ["PyTorch"]
+
+
+@pytest.mark.parametrize("provider", ["gemini", "compatible"])
+def test_provider__http_body_not_json__retried_as_transient_then_offline(provider, request, llm):
+    server = request.getfixturevalue(provider)
+    llm.LLM_MAX_ATTEMPTS = 2
+    server.default = Reply(200, "<html>gateway hiccup</html>")
+
+    insight = run()
+
+    assert len(server.requests) == 2
+    assert [a["status"] for a in insight.attempts[:2]] == ["error", "error"]
+    assert insight.attempts[0]["error"] == "the response body is not JSON"
+    assert insight.provider == "offline"
+    assert insight.status == InsightStatus.OK
