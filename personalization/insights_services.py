@@ -9,12 +9,17 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Count
 from django.utils import timezone
 
-from .insights import catalog_names, insight_input_build
-from .llm.chain import generate
+from analytics.models import Event
+
+from .insights import ENGAGEMENT, catalog_names, insight_input_build
+from .llm.chain import NoProviderAnswered, generate
 from .llm.prompt import PROMPT_VERSION, build_request
 from .llm.providers import providers_from_settings
+from .llm.second_opinion import PROMPT_VERSION as OPINION_PROMPT_VERSION
+from .llm.second_opinion import opinion_request, opinions_parse
 from .llm.verify import numbers_verify, suggestions_filter
 from .models import (
     InsightStatus,
@@ -23,6 +28,7 @@ from .models import (
     RuleSource,
     RuleStatus,
     Segment,
+    VisitorProfile,
 )
 from .services import rule_activate, rule_next_version
 
@@ -151,3 +157,86 @@ def insight_drafts_approve(*, insight: LLMInsight, actor: str) -> list[Personali
         ):
             approved.append(rule_activate(rule=rule, actor=actor))
     return approved
+
+
+# --- Second opinions on ambiguous visitors ----------------------------------------------------
+
+
+def second_opinions_run(*, period_start: datetime, period_end: datetime) -> int:
+    """Ask a remote LLM about the period's least confident visitors and record its answer
+    beside theirs. Off unless LLM_SECOND_OPINION_BELOW is set; no remote provider, no
+    opinion (the offline analyzer has none to give). Returns how many were recorded."""
+    threshold = settings.LLM_SECOND_OPINION_BELOW
+    providers = [p for p in providers_from_settings() if p.remote and p.configured()]
+    if threshold <= 0 or not providers:
+        return 0
+    active = Event.objects.filter(occurred_at__gte=period_start, occurred_at__lt=period_end).values(
+        "user_pseudo_id"
+    )
+    profiles = list(
+        VisitorProfile.objects.filter(user_pseudo_id__in=active, confidence__lt=threshold)
+        .order_by("confidence", "pk")
+        .only("pk", "user_pseudo_id", "segment", "confidence", "scores", "version")[
+            : settings.LLM_SECOND_OPINION_MAX_VISITORS
+        ]
+    )
+    if not profiles:
+        return 0
+    # Visitors are known to the model only by a reference local to this call.
+    refs = {f"v{i + 1}": profile for i, profile in enumerate(profiles)}
+    visitors = [
+        visitor_activity(profile.user_pseudo_id, period_start, period_end)
+        | {"ref": ref, "scores": profile.scores}
+        for ref, profile in refs.items()
+    ]
+    segments = list(Segment.objects.values("code", "description"))
+    try:
+        generation = generate(opinion_request(visitors, segments), providers, parse=opinions_parse)
+    except NoProviderAnswered:
+        logger.warning("llm.second_opinion_unanswered")
+        return 0
+    codes = {s["code"] for s in segments}
+    recorded = 0
+    for opinion in generation.reply.opinions:
+        profile = refs.get(opinion.ref)
+        if profile is None or opinion.segment not in codes:
+            continue
+        # update(), not save(): a re-segmentation running now must not be overwritten.
+        VisitorProfile.objects.filter(pk=profile.pk).update(
+            second_opinion={
+                "segment": opinion.segment,
+                "confidence": round(opinion.confidence, 4),
+                "reason": opinion.reason,
+                "agrees": opinion.segment == profile.segment,
+                "deterministic_segment": profile.segment,
+                "for_version": profile.version,
+                "provider": generation.provider,
+                "model": generation.model[:100],
+                "prompt_version": OPINION_PROMPT_VERSION,
+                "at": timezone.now().isoformat(),
+            }
+        )
+        recorded += 1
+    return recorded
+
+
+def visitor_activity(uid: str, period_start: datetime, period_end: datetime) -> dict[str, Any]:
+    """What one visitor did in the period: event counts and catalog items, no id."""
+    events = Event.objects.filter(
+        user_pseudo_id=uid, occurred_at__gte=period_start, occurred_at__lt=period_end
+    )
+    counts = events.values("event_name").order_by().annotate(n=Count("id")).order_by("-n")[:10]
+    catalog = catalog_names()
+    touched: dict[str, dict[str, int]] = {"projects": {}, "skills": {}, "sections": {}}
+    for kind, names, param in ENGAGEMENT:
+        for params in events.filter(event_name__in=names).values_list("event_params", flat=True):
+            item = (params or {}).get(param)
+            if isinstance(item, str) and item in catalog[kind]:
+                touched[kind][item] = touched[kind].get(item, 0) + 1
+    return {
+        "events": {row["event_name"]: row["n"] for row in counts},
+        **{
+            kind: sorted(items, key=lambda name: -items[name])[:5]
+            for kind, items in touched.items()
+        },
+    }

@@ -105,6 +105,9 @@ class VisitorProfile(models.Model):
     model_version = models.CharField(max_length=40)
     # Bumped on every recompute that changes the answer; part of the cache entry's identity.
     version = models.PositiveIntegerField(default=1)
+    # An LLM's reading of an ambiguous visitor, kept beside the deterministic segment (never
+    # used in its place): {"segment", "confidence", "reason", "agrees", "for_version", ...}.
+    second_opinion = models.JSONField(default=dict, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["segment"], name="profile_segment_idx")]

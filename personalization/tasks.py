@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 
 from celery import shared_task
 from django.core.cache import cache
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="personalization.tasks.resegment_visitor", ignore_result=True)
@@ -45,11 +48,22 @@ def insights_run(
 
     from django.conf import settings
 
-    from .insights_services import insight_period, insight_run
+    from .insights_services import insight_period, insight_run, second_opinions_run
 
     if period_start and period_end:
         start, end = datetime.fromisoformat(period_start), datetime.fromisoformat(period_end)
     else:
         start, end = insight_period(days=days or settings.LLM_INSIGHTS_DAYS)
     insight = insight_run(period_start=start, period_end=end)
-    return {"insight_id": insight.pk, "status": insight.status, "provider": insight.provider}
+    # Optional, and never at the insight's expense.
+    try:
+        opinions = second_opinions_run(period_start=start, period_end=end)
+    except Exception:
+        logger.exception("llm.second_opinion_failed")
+        opinions = 0
+    return {
+        "insight_id": insight.pk,
+        "status": insight.status,
+        "provider": insight.provider,
+        "second_opinions": opinions,
+    }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,16 +20,21 @@ from ops.metrics import LLM_REQUEST_DURATION, LLM_REQUESTS, LLM_TOKENS
 
 from . import resilience
 from .providers import Completion, LLMRequest, Provider, ProviderError, Rejected
-from .schema import InsightReply, InvalidReply, reply_parse
+from .schema import InvalidReply, reply_parse
 
 logger = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 300
+FELL_BACK = "Remote providers did not answer; offline analysis used."
+
+
+class NoProviderAnswered(RuntimeError):
+    """Every provider in the list was skipped or failed (only possible without offline)."""
 
 
 @dataclass
 class Generation:
-    reply: InsightReply
+    reply: Any  # what `parse` returned: an InsightReply unless told otherwise
     provider: str
     model: str
     prompt_tokens: int = 0
@@ -73,13 +79,18 @@ class _Run:
         return True
 
 
-def generate(request: LLMRequest, providers: list[Provider]) -> Generation:
+def generate(
+    request: LLMRequest,
+    providers: list[Provider],
+    parse: Callable[[str | None], Any] = reply_parse,
+) -> Generation:
+    """The first valid reply, parsed by `parse` (which raises InvalidReply to reject one)."""
     run = _Run(providers)
     started = time.monotonic()
     for provider in providers:
         if not provider.configured():
             continue
-        reply_and_completion = _ask(run, provider, request)
+        reply_and_completion = _ask(run, provider, request, parse)
         if reply_and_completion is None:
             continue
         reply, completion = reply_and_completion
@@ -92,14 +103,18 @@ def generate(request: LLMRequest, providers: list[Provider]) -> Generation:
             completion_tokens=run.completion_tokens,
             latency_ms=int((time.monotonic() - started) * 1000),
             attempts=run.attempts,
-            error=_failure_summary(failures) if not provider.remote else "",
+            error=(
+                f"{FELL_BACK} {_failure_summary(failures)}"
+                if failures and not provider.remote
+                else ""
+            ),
         )
-    raise RuntimeError("no provider answered, not even the offline analyzer")
+    raise NoProviderAnswered(_failure_summary(run.attempts) or "no provider is configured")
 
 
 def _ask(
-    run: _Run, provider: Provider, request: LLMRequest
-) -> tuple[InsightReply, Completion] | None:
+    run: _Run, provider: Provider, request: LLMRequest, parse: Callable[[str | None], Any]
+) -> tuple[Any, Completion] | None:
     transport_failures = 0
     corrected = False
     attempt = 0
@@ -141,7 +156,7 @@ def _ask(
         LLM_REQUEST_DURATION.labels(provider.name).observe(elapsed)
         _count_tokens(run, provider, completion)
         try:
-            reply = reply_parse(completion.text)
+            reply = parse(completion.text)
         except InvalidReply as exc:
             run.record(provider, attempt, "invalid", latency_ms=int(elapsed * 1000), error=exc)
             if corrected:
@@ -187,5 +202,4 @@ def _count_tokens(run: _Run, provider: Provider, completion: Completion) -> None
 def _failure_summary(failures: list[dict[str, Any]]) -> str:
     if not failures:
         return ""
-    seen = dict.fromkeys(f"{a['provider']}: {a['status']}" for a in failures)
-    return "Remote providers did not answer; offline analysis used. " + ", ".join(seen)
+    return ", ".join(dict.fromkeys(f"{a['provider']}: {a['status']}" for a in failures))

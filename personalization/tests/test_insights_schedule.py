@@ -62,7 +62,12 @@ def test_task__no_period__the_days_before_midnight_utc(settings):
     midnight = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
     assert insight.period_end == midnight
     assert insight.period_start == midnight - timedelta(days=3)
-    assert result == {"insight_id": insight.pk, "status": "ok", "provider": "offline"}
+    assert result == {
+        "insight_id": insight.pk,
+        "status": "ok",
+        "provider": "offline",
+        "second_opinions": 0,
+    }
 
 
 @pytest.mark.django_db

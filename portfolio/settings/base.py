@@ -215,6 +215,10 @@ LLM_INSIGHTS_DAYS = env.int("LLM_INSIGHTS_DAYS", default=7)
 LLM_INSIGHTS_SCHEDULE = env.str("LLM_INSIGHTS_SCHEDULE", default="04:45")
 # Top-N of every list in the analysis input, so its size does not grow with traffic.
 LLM_INSIGHTS_TOP_N = env.int("LLM_INSIGHTS_TOP_N", default=10)
+# Second opinion: visitors active in the period whose segmentation confidence is below this
+# are shown to the LLM (no ids), its answer stored beside theirs; 0 turns it off.
+LLM_SECOND_OPINION_BELOW = env.float("LLM_SECOND_OPINION_BELOW", default=0.0)
+LLM_SECOND_OPINION_MAX_VISITORS = env.int("LLM_SECOND_OPINION_MAX_VISITORS", default=20)
 
 # --- REST framework and OpenAPI ----------------------------------------------------------------
 REST_FRAMEWORK = {
