@@ -1,6 +1,8 @@
 """Django admin for LLM insights: pages render, unverified is flagged, drafts are approved
 through rule_activate with one action, and the button queues an analysis."""
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
@@ -33,8 +35,8 @@ def llm_insight(settings):
             settings.LLM_PROVIDERS = ["openai_compatible"]
             settings.OPENAI_COMPATIBLE_BASE_URL = server.url
             server.queue(openai_ok(valid_text(**reply)))
-            end = timezone.now().replace(microsecond=0) - timezone.timedelta(days=days_back)
-            return insight_run(period_start=end - timezone.timedelta(days=7), period_end=end)
+            end = timezone.now().replace(microsecond=0) - timedelta(days=days_back)
+            return insight_run(period_start=end - timedelta(days=7), period_end=end)
 
     return make
 
