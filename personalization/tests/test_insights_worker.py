@@ -38,6 +38,14 @@ def llm_worker(postgres, redis_url, transactional_db, settings):
         yield server, worker.queue
 
 
+def run_on(queue, **kwargs):
+    # disable_sync_subtasks=False: this process is no worker, but celery's global "inside a
+    # task" flag can be left set by other tests running eager tasks from threads
+    # (denied_join_result is not thread-safe), which would refuse the join.
+    result = insights_run.apply_async(kwargs=kwargs, queue=queue)
+    return result.get(timeout=60, disable_sync_subtasks=False)
+
+
 def period_kwargs(days_back=0):
     end = timezone.now().replace(microsecond=0) - timedelta(days=days_back)
     return {"period_start": (end - timedelta(days=7)).isoformat(), "period_end": end.isoformat()}
@@ -53,7 +61,7 @@ def test_insights_run__real_worker_on_postgres__insight_and_drafts_written(llm_w
     server.default = openai_ok(valid_text())
     kwargs = period_kwargs()
 
-    result = insights_run.apply_async(kwargs=kwargs, queue=queue).get(timeout=60)
+    result = run_on(queue, **kwargs)
 
     insight = LLMInsight.objects.get(pk=result["insight_id"])
     assert (insight.provider, insight.model, insight.status) == (
@@ -68,7 +76,7 @@ def test_insights_run__real_worker_on_postgres__insight_and_drafts_written(llm_w
     assert draft.featured_projects == ["llm-router", "sentiment-pipeline"]
 
     # Redelivered (acks_late after a crash): the period is found done, nothing repeats.
-    again = insights_run.apply_async(kwargs=kwargs, queue=queue).get(timeout=60)
+    again = run_on(queue, **kwargs)
 
     assert again["insight_id"] == insight.pk
     assert len(server.requests) == 1
@@ -83,12 +91,12 @@ def test_breaker__opened_by_the_worker__seen_here_through_redis(llm_worker):
     catalog_load_demo()
     server.default = openai_error(500)
 
-    failed = insights_run.apply_async(kwargs=period_kwargs(1), queue=queue).get(timeout=60)
+    failed = run_on(queue, **period_kwargs(1))
 
     assert LLMInsight.objects.get(pk=failed["insight_id"]).provider == "offline"
     assert resilience.breaker_is_open("openai_compatible")
 
-    skipped = insights_run.apply_async(kwargs=period_kwargs(2), queue=queue).get(timeout=60)
+    skipped = run_on(queue, **period_kwargs(2))
 
     assert len(server.requests) == 1
     attempts = LLMInsight.objects.get(pk=skipped["insight_id"]).attempts
