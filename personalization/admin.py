@@ -420,3 +420,6 @@ class VisitorProfileAdmin(ErasesVisitorsAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+from . import insights_admin  # noqa: E402,F401

@@ -105,6 +105,9 @@ class VisitorProfile(models.Model):
     model_version = models.CharField(max_length=40)
     # Bumped on every recompute that changes the answer; part of the cache entry's identity.
     version = models.PositiveIntegerField(default=1)
+    # An LLM's reading of an ambiguous visitor, kept beside the deterministic segment (never
+    # used in its place): {"segment", "confidence", "reason", "agrees", "for_version", ...}.
+    second_opinion = models.JSONField(default=dict, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["segment"], name="profile_segment_idx")]
@@ -139,6 +142,14 @@ class PersonalizationRule(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.CharField(max_length=150, blank=True, default="")
     activated_at = models.DateTimeField(null=True, blank=True)
+    # The LLM insight that suggested this rule (source llm); kept if the insight is deleted.
+    insight = models.ForeignKey(
+        "LLMInsight",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="suggested_rule_objects",
+    )
 
     class Meta:
         ordering = ["segment__position", "-version"]
@@ -201,3 +212,52 @@ class RuleChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.segment_code} v{self.version} {self.action} by {self.actor or '?'}"
+
+
+class InsightStatus(models.TextChoices):
+    OK = "ok", "OK"
+    UNVERIFIED = "unverified", "Unverified numbers"
+    FAILED = "failed", "Failed"
+
+
+class LLMInsight(models.Model):
+    """One analysis of a period: what an LLM (or the offline analyzer) read in the statistics,
+    the rules it suggested, and how every number it quoted was checked."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    provider = models.CharField(max_length=40)
+    model = models.CharField(max_length=100, blank=True, default="")
+    status = models.CharField(max_length=12, choices=InsightStatus.choices)
+    summary = models.TextField(blank=True, default="")
+    # [{"what", "why", "so_what", "recommendation"}, ...]
+    findings = models.JSONField(default=list, blank=True)
+    # What the model proposed per segment, after dropping names outside the catalog.
+    suggested_rules = models.JSONField(default=list, blank=True)
+    # [{"segment", "field", "value", "reason"}]: names the model invented.
+    dropped_items = models.JSONField(default=list, blank=True)
+    # {"checked": n, "mismatched": n, "numbers": [{"text", "value", "outcome", "matched"}]}
+    verification = models.JSONField(default=dict, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    latency_ms = models.PositiveIntegerField(default=0)
+    prompt_version = models.CharField(max_length=40, blank=True, default="")
+    # [{"provider", "model", "attempt", "status", "latency_ms", "error"}]; never secrets.
+    attempts = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "LLM insight"
+        constraints = [
+            # A task redelivered after a crash finds its period done instead of repeating it.
+            models.UniqueConstraint(
+                fields=["period_start", "period_end"], name="llm_insight_period_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["-created_at"], name="llm_insight_created_idx")]
+
+    def __str__(self) -> str:
+        period = f"{self.period_start:%Y-%m-%d}..{self.period_end:%Y-%m-%d}"
+        return f"{period} {self.provider} ({self.status})"

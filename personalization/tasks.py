@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 
 from celery import shared_task
 from django.core.cache import cache
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="personalization.tasks.resegment_visitor", ignore_result=True)
@@ -48,3 +51,34 @@ def resegment_all() -> dict[str, int]:
     from .recompute import profiles_recompute_all
 
     return profiles_recompute_all().as_dict()
+
+
+@shared_task(name="personalization.tasks.insights_run", soft_time_limit=600, time_limit=660)
+def insights_run(
+    period_start: str | None = None, period_end: str | None = None, days: int | None = None
+) -> dict[str, object]:
+    """Analyse a period (ISO datetimes), or the `days` before today's midnight UTC. Idempotent:
+    a redelivered task finds its period's insight stored and returns it."""
+    from datetime import datetime
+
+    from django.conf import settings
+
+    from .insights_services import insight_period, insight_run, second_opinions_run
+
+    if period_start and period_end:
+        start, end = datetime.fromisoformat(period_start), datetime.fromisoformat(period_end)
+    else:
+        start, end = insight_period(days=days or settings.LLM_INSIGHTS_DAYS)
+    insight = insight_run(period_start=start, period_end=end)
+    # Optional, and never at the insight's expense.
+    try:
+        opinions = second_opinions_run(period_start=start, period_end=end)
+    except Exception:
+        logger.exception("llm.second_opinion_failed")
+        opinions = 0
+    return {
+        "insight_id": insight.pk,
+        "status": insight.status,
+        "provider": insight.provider,
+        "second_opinions": opinions,
+    }

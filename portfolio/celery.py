@@ -59,4 +59,26 @@ app.conf.beat_schedule = {
     },
 }
 
+
+def daily_at(value: str) -> crontab | None:
+    """A daily crontab from "HH:MM" (UTC); None for "off" or empty."""
+    if value.strip().lower() in ("", "off", "none"):
+        return None
+    hour, _, minute = value.strip().partition(":")
+    return crontab(hour=int(hour), minute=int(minute or 0))
+
+
+@app.on_after_configure.connect
+def _schedules_from_settings(sender: Celery, **kwargs: object) -> None:
+    # Django settings are only safe to read once Celery loads its configuration from them.
+    from django.conf import settings
+
+    schedule = daily_at(settings.LLM_INSIGHTS_SCHEDULE)
+    if schedule is not None:
+        sender.conf.beat_schedule["personalization-llm-insights"] = {
+            "task": "personalization.tasks.insights_run",
+            "schedule": schedule,
+        }
+
+
 app.autodiscover_tasks()

@@ -12,6 +12,7 @@ urlpatterns = [
     path("", include("personalization.demo_urls")),
     path("", include("analytics.admin_urls")),
     path("", include("personalization.admin_urls")),
+    path("", include("personalization.insights_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("admin/dashboard/", include("personalization.dashboard_urls")),

@@ -191,6 +191,51 @@ PERSONALIZATION_CACHE_TIMEOUT = env.int("PERSONALIZATION_CACHE_TIMEOUT", default
 PERSONALIZATION_FEATURED_PROJECTS = env.int("PERSONALIZATION_FEATURED_PROJECTS", default=4)
 PERSONALIZATION_HIGHLIGHT_SKILLS = env.int("PERSONALIZATION_HIGHLIGHT_SKILLS", default=6)
 
+# --- LLM insights ---------------------------------------------------------------------------------
+# Providers tried in order; one without its key (or base URL) is skipped. "offline" writes the
+# insight from the statistics alone, needs nothing, and is always the last resort.
+LLM_PROVIDERS = env.list(
+    "LLM_PROVIDERS", default=["gemini", "deepseek", "openai_compatible", "offline"]
+)
+GEMINI_API_KEY = env.str("GEMINI_API_KEY", default="")
+GEMINI_MODEL = env.str("GEMINI_MODEL", default="gemini-2.5-flash")
+# Empty: Google's endpoint. google-genai defaults to v1; responseSchema needs v1beta.
+GEMINI_BASE_URL = env.str("GEMINI_BASE_URL", default="")
+GEMINI_API_VERSION = env.str("GEMINI_API_VERSION", default="v1beta")
+DEEPSEEK_API_KEY = env.str("DEEPSEEK_API_KEY", default="")
+DEEPSEEK_MODEL = env.str("DEEPSEEK_MODEL", default="deepseek-v4-flash")
+DEEPSEEK_BASE_URL = env.str("DEEPSEEK_BASE_URL", default="https://api.deepseek.com")
+# Any OpenAI-compatible server (Ollama: http://127.0.0.1:11434/v1); skipped while empty.
+OPENAI_COMPATIBLE_BASE_URL = env.str("OPENAI_COMPATIBLE_BASE_URL", default="")
+OPENAI_COMPATIBLE_API_KEY = env.str("OPENAI_COMPATIBLE_API_KEY", default="")
+OPENAI_COMPATIBLE_MODEL = env.str("OPENAI_COMPATIBLE_MODEL", default="llama3.1")
+LLM_TIMEOUT_SECONDS = env.float("LLM_TIMEOUT_SECONDS", default=60.0)
+LLM_TEMPERATURE = env.float("LLM_TEMPERATURE", default=0.2)
+LLM_MAX_OUTPUT_TOKENS = env.int("LLM_MAX_OUTPUT_TOKENS", default=4096)
+# Calls per provider on transport failures (429, 5xx, timeouts) before the next provider.
+LLM_MAX_ATTEMPTS = env.int("LLM_MAX_ATTEMPTS", default=3)
+LLM_BACKOFF_BASE_SECONDS = env.float("LLM_BACKOFF_BASE_SECONDS", default=2.0)
+# A server asking for a longer wait than this moves us to the next provider instead.
+LLM_BACKOFF_MAX_SECONDS = env.float("LLM_BACKOFF_MAX_SECONDS", default=60.0)
+# All retry sleeps of one analysis together; keeps a run inside the task's time limit.
+LLM_MAX_TOTAL_SLEEP_SECONDS = env.float("LLM_MAX_TOTAL_SLEEP_SECONDS", default=120.0)
+# Consecutive failed analyses that open a provider's circuit, and how long it stays open.
+LLM_BREAKER_FAILURES = env.int("LLM_BREAKER_FAILURES", default=3)
+LLM_BREAKER_COOLDOWN_SECONDS = env.int("LLM_BREAKER_COOLDOWN_SECONDS", default=900)
+# Tokens (prompt + completion) per UTC day across remote providers; 0: no limit.
+LLM_DAILY_TOKEN_BUDGET = env.int("LLM_DAILY_TOKEN_BUDGET", default=200_000)
+# Suggested rules stay drafts for an admin to approve unless this is on.
+LLM_AUTO_ACTIVATE = env.bool("LLM_AUTO_ACTIVATE", default=False)
+# Days of events each scheduled analysis reads, and when it runs ("HH:MM" UTC; "off": never).
+LLM_INSIGHTS_DAYS = env.int("LLM_INSIGHTS_DAYS", default=7)
+LLM_INSIGHTS_SCHEDULE = env.str("LLM_INSIGHTS_SCHEDULE", default="04:45")
+# Top-N of every list in the analysis input, so its size does not grow with traffic.
+LLM_INSIGHTS_TOP_N = env.int("LLM_INSIGHTS_TOP_N", default=10)
+# Second opinion: visitors active in the period whose segmentation confidence is below this
+# are shown to the LLM (no ids), its answer stored beside theirs; 0 turns it off.
+LLM_SECOND_OPINION_BELOW = env.float("LLM_SECOND_OPINION_BELOW", default=0.0)
+LLM_SECOND_OPINION_MAX_VISITORS = env.int("LLM_SECOND_OPINION_MAX_VISITORS", default=20)
+
 # --- REST framework and OpenAPI ----------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
