@@ -48,6 +48,13 @@ def _clean_cache() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _backups_outside_the_tree(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Backups and the erasure ledger (written by every visitor erasure) go to a temporary
+    directory, never to the checkout's var/backups."""
+    settings.BACKUP_DIR = tmp_path_factory.getbasetemp() / "backups"
+
+
+@pytest.fixture(autouse=True)
 def _keep_migrated_data(django_db_serialized_rollback: None) -> None:
     """Transactional tests flush every table when they end, data migrations' rows included
     (the default segments, signals and rules). Serialized rollback restores them for the next

@@ -309,6 +309,13 @@ def backup_restore(
         timeout=float(getattr(settings, "BACKUP_TIMEOUT", 2400)),
         what="pg_restore",
     )
+    # Visitors erased since this archive was made must not come back with it.
+    from .erasure import erasures_reapply
+
+    reapplied = erasures_reapply()
     seconds = time.monotonic() - started
-    logger.info("ops.backup.restored", extra={"file": path.name, "seconds": round(seconds, 3)})
+    logger.info(
+        "ops.backup.restored",
+        extra={"file": path.name, "seconds": round(seconds, 3), "erasures_reapplied": reapplied},
+    )
     return seconds

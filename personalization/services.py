@@ -372,10 +372,13 @@ class ErasureCounts:
     profiles: int
 
 
-def visitor_erase(*, user_pseudo_id: str) -> ErasureCounts:
+def visitor_erase(*, user_pseudo_id: str, record: bool = True) -> ErasureCounts:
     """Forget a visitor: events, the analytics Visitor row, dead letters naming them, the
     profile; their cache entries go after commit, so a reader never re-caches the old answer
-    from rows still visible to it."""
+    from rows still visible to it. `record` appends it to the erasure ledger (ops.erasure), so
+    a restore of an older backup erases the visitor again."""
+    from ops.erasure import erasure_record
+
     with transaction.atomic():
         events = Event.objects.filter(user_pseudo_id=user_pseudo_id).delete()[0]
         visitors = Visitor.objects.filter(user_pseudo_id=user_pseudo_id).delete()[0]
@@ -384,6 +387,8 @@ def visitor_erase(*, user_pseudo_id: str) -> ErasureCounts:
         ).delete()[0]
         profiles = VisitorProfile.objects.filter(user_pseudo_id=user_pseudo_id).delete()[0]
         transaction.on_commit(lambda: _forget_cached(user_pseudo_id))
+        if record:
+            transaction.on_commit(lambda: erasure_record(user_pseudo_id))
     logger.info(
         "visitor.erased",
         extra={"events": events, "profiles": profiles, "rejected_events": rejected},
