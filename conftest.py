@@ -72,6 +72,16 @@ def _fresh_process_caches() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _celery_join_allowed() -> Iterator[None]:
+    """An eager task run from a thread leaves Celery's process-wide "inside a task" flag set
+    (it is not thread-safe), and every later result.get() would refuse to block."""
+    from celery import _state
+
+    yield
+    _state._set_task_join_will_block(False)
+
+
+@pytest.fixture(autouse=True)
 def _celery_in_process(request: pytest.FixtureRequest) -> Iterator[None]:
     """Tasks queued by the code under test run in-process, so no test leaves messages on a
     shared broker; tests that take `celery_worker` (or are marked `real_worker` and start their
