@@ -48,10 +48,13 @@ def _clean_cache() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def _backups_outside_the_tree(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _backups_outside_the_tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Backups and the erasure ledger (written by every visitor erasure) go to a temporary
     directory, never to the checkout's var/backups."""
-    settings.BACKUP_DIR = tmp_path_factory.getbasetemp() / "backups"
+    from django.test import override_settings
+
+    with override_settings(BACKUP_DIR=tmp_path_factory.getbasetemp() / "backups"):
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -204,4 +204,4 @@ def test_visitor_erase__cache_only_after_commit(django_capture_on_commit_callbac
         visitor_erase(user_pseudo_id="v.1")
         assert cache.get(p13n_cache.response_key("v.1")) is not None
 
-    assert len(callbacks) == 1
+    assert len(callbacks) == 2  # cache entries, and the erasure ledger
