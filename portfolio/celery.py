@@ -5,6 +5,8 @@ import os
 from celery import Celery
 from celery.schedules import crontab
 
+from ops import celery_observability
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portfolio.settings")
 
 app = Celery("portfolio")
@@ -51,3 +53,5 @@ app.conf.beat_schedule = {
 }
 
 app.autodiscover_tasks()
+# Task metrics, task ids in log records, the request id across the broker, the metrics port.
+celery_observability.install()
