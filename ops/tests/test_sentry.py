@@ -59,7 +59,8 @@ SCRIPT = textwrap.dedent(
         "Cookie": "sessionid={SESSION}",
         "Authorization": "Bearer some-admin-token",
     }}
-    status = get("/sentry-test/fail?user_id={VISITOR}", **headers, **{{"X-Request-ID": "sentry-req-0001"}})
+    failing = "/sentry-test/fail?user_id={VISITOR}"
+    status = get(failing, **headers, **{{"X-Request-ID": "sentry-req-0001"}})
     assert status == 500, status
     status = get("/api/personalization?user_id={VISITOR}", **headers)
     assert status == 200, status
