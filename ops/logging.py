@@ -129,11 +129,20 @@ def _iso_utc(created: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
-def logging_config(*, fmt: str, level: str) -> dict[str, Any]:
-    """Django's LOGGING for LOG_FORMAT `json` or `text`."""
+def logging_config(*, fmt: str, level: str, requests: bool = True) -> dict[str, Any]:
+    """Django's LOGGING for LOG_FORMAT `json` or `text`; `requests=False` keeps only the 5xx
+    lines of ops.requests (LOG_REQUESTS: when the proxy's access log suffices)."""
     if fmt not in {"json", "text"}:
         raise ValueError(f"LOG_FORMAT must be json or text, not {fmt!r}")
     formatter = "ops.logging.JsonFormatter" if fmt == "json" else "ops.logging.TextFormatter"
+    loggers: dict[str, Any] = {
+        "django.db.backends": {"level": "INFO"},
+        # 4xx lines name the raw path (visitor ids in admin URLs); ops.requests logs every
+        # request with its route pattern instead. 5xx are still logged, with tracebacks.
+        "django.request": {"level": "ERROR"},
+    }
+    if not requests:
+        loggers["ops.requests"] = {"level": "WARNING"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -147,10 +156,5 @@ def logging_config(*, fmt: str, level: str) -> dict[str, Any]:
             }
         },
         "root": {"handlers": ["console"], "level": level},
-        "loggers": {
-            "django.db.backends": {"level": "INFO"},
-            # 4xx lines name the raw path (visitor ids in admin URLs); ops.requests logs every
-            # request with its route pattern instead. 5xx are still logged, with tracebacks.
-            "django.request": {"level": "ERROR"},
-        },
+        "loggers": loggers,
     }

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from sentry_sdk.types import Event, Hint
+
 from .context import request_id_var
 from .middleware import PROBE_PATHS
-
-Event = dict[str, Any]
 
 HOT_PATHS = frozenset({"/api/personalization"})
 # Headers worth keeping; every other one (Cookie, Authorization, X-Forwarded-For...) is dropped.
@@ -60,10 +60,11 @@ def _without_query(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
-def scrub(event: Event, hint: dict[str, Any] | None = None) -> Event:
+def scrub(event: Event, hint: Hint | None = None) -> Event:
     """before_send and before_send_transaction."""
-    event.pop("user", None)
-    request = event.get("request")
+    data: dict[str, Any] = event  # type: ignore[assignment]  # a TypedDict, edited as a dict
+    data.pop("user", None)
+    request = data.get("request")
     if isinstance(request, dict):
         for key in ("query_string", "cookies", "data", "env"):
             request.pop(key, None)
@@ -72,17 +73,18 @@ def scrub(event: Event, hint: dict[str, Any] | None = None) -> Event:
         headers = request.get("headers")
         if isinstance(headers, dict):
             request["headers"] = {k: v for k, v in headers.items() if k.lower() in KEPT_HEADERS}
-    job = (event.get("extra") or {}).get("celery-job")
+    job = (data.get("extra") or {}).get("celery-job")
     if isinstance(job, dict):
         job["args"] = job["kwargs"] = FILTERED
-    for crumb in (event.get("breadcrumbs") or {}).get("values", []):
-        data = crumb.get("data")
-        if isinstance(data, dict) and isinstance(data.get("url"), str):
-            data["url"] = _without_query(data["url"])
-            data.pop("http.query", None)
+    breadcrumbs = data.get("breadcrumbs")
+    for crumb in breadcrumbs.get("values", []) if isinstance(breadcrumbs, dict) else []:
+        crumb_data = crumb.get("data")
+        if isinstance(crumb_data, dict) and isinstance(crumb_data.get("url"), str):
+            crumb_data["url"] = _without_query(crumb_data["url"])
+            crumb_data.pop("http.query", None)
     request_id = request_id_var.get()
     if request_id:
-        event.setdefault("tags", {})["request_id"] = request_id
+        data.setdefault("tags", {})["request_id"] = request_id
     return event
 
 

@@ -174,7 +174,7 @@ def _exported_names(exposition: str) -> set[str]:
         "summary": ("_sum", "_count", ""),
         "gauge": ("",),
     }
-    names = set()
+    names: set[str] = set()
     for family in text_string_to_metric_families(exposition):
         names.update(sample.name for sample in family.samples)
         names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))

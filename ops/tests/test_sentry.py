@@ -207,7 +207,7 @@ def test_traces_sampler__hot_path_probes_and_the_rest__own_rates():
 
 
 def test_scrub__request_user_and_task_arguments__removed():
-    event = {
+    event: Any = {
         "user": {"ip_address": CLIENT_ADDRESS, "id": VISITOR},
         "request": {
             "url": f"https://api.example.com/api/personalization?user_id={VISITOR}",
