@@ -191,7 +191,9 @@ def test_monitoring_queries__every_metric_named__really_exported(client, setting
     web = client.get("/metrics").content.decode()
     # What a worker node's port adds: its queue lengths (here from an in-memory broker).
     queues = CollectorRegistry()
-    queues.register(QueueLengthCollector(Celery(broker="memory://"), ["celery"]))
+    queues.register(
+        QueueLengthCollector(Celery(broker="memory://", set_as_current=False), ["celery"])
+    )
     worker = render([queues]).decode()
     exported = _exported_names(web) | _exported_names(worker) | PROMETHEUS_OWN
 
@@ -270,7 +272,7 @@ def test_compose__monitoring_services__mount_what_provisioning_expects():
 
 
 def test_queue_length_collector__published_message__counted():
-    app = Celery(broker="memory://")
+    app = Celery(broker="memory://", set_as_current=False)
     collector = QueueLengthCollector(app, ["jobs", "idle"])
     with app.connection_for_write() as connection:
         connection.default_channel.queue_declare("jobs")
@@ -282,6 +284,8 @@ def test_queue_length_collector__published_message__counted():
 
 
 def test_queue_length_collector__broker_down__no_family_no_error():
-    collector = QueueLengthCollector(Celery(broker="redis://127.0.0.1:1/0"), ["celery"])
+    collector = QueueLengthCollector(
+        Celery(broker="redis://127.0.0.1:1/0", set_as_current=False), ["celery"]
+    )
 
     assert list(collector.collect()) == []
