@@ -22,6 +22,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -86,6 +87,7 @@ def _refused_headers(status: int) -> dict[str, str]:
 # --- web ---------------------------------------------------------------------------------------
 
 
+@csrf_exempt  # so a POST gets the JSON 405 below, not CSRF's HTML 403
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """GET /metrics: Prometheus text format."""
     refused = refusal(

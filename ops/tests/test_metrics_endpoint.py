@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.test import Client
 
 pytestmark = pytest.mark.django_db
 
@@ -93,8 +94,8 @@ def test_metrics__both_set__address_then_token(client, settings):
     assert client.get("/metrics", REMOTE_ADDR="10.0.0.5", **auth).status_code == 200
 
 
-def test_metrics__post__405_json(client):
-    response = client.post("/metrics")
+def test_metrics__post_without_csrf_token__405_json():
+    response = Client(enforce_csrf_checks=True).post("/metrics")
 
     assert response.status_code == 405
     assert "detail" in response.json()
