@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.test import Client
 
@@ -137,3 +139,59 @@ def test_probe__malformed_host__answered_without_500(client, production_hosts):
     response = client.get("/health", HTTP_HOST="bad host\r\n")
 
     assert response.status_code == 200
+
+
+# --- the worker node's server (same rules, peer address) ---------------------------------------
+
+
+def _worker_get(path="/metrics", address="127.0.0.1", authorization=""):
+    from prometheus_client import CollectorRegistry, Counter
+
+    from ops.exposition import metrics_wsgi_app
+
+    registry = CollectorRegistry()
+    Counter("worker_side", "A sample only the worker app serves.", registry=registry).inc()
+    answer = {}
+
+    def start_response(status, headers):
+        answer["status"], answer["headers"] = int(status.split()[0]), dict(headers)
+
+    body = b"".join(
+        metrics_wsgi_app(lambda: [registry])(
+            {"PATH_INFO": path, "REMOTE_ADDR": address, "HTTP_AUTHORIZATION": authorization},
+            start_response,
+        )
+    )
+    return answer["status"], answer["headers"], body
+
+
+def test_worker_metrics_app__open__prometheus_text():
+    status, headers, body = _worker_get()
+
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/plain")
+    assert b"worker_side_total 1.0" in body
+
+
+def test_worker_metrics_app__address_not_allowed__403_json(settings):
+    settings.METRICS_ALLOWED_IPS = ["10.0.0.0/8"]
+
+    status, _, body = _worker_get(address="192.0.2.1")
+
+    assert status == 403
+    assert set(json.loads(body)) == {"detail"}
+    assert _worker_get(address="10.9.9.9")[0] == 200
+
+
+def test_worker_metrics_app__token__401_without_200_with(settings):
+    settings.METRICS_BEARER_TOKEN = TOKEN
+
+    status, headers, _ = _worker_get()
+
+    assert status == 401
+    assert headers["WWW-Authenticate"].startswith("Bearer")
+    assert _worker_get(authorization=f"Bearer {TOKEN}")[0] == 200
+
+
+def test_worker_metrics_app__other_path__404():
+    assert _worker_get(path="/admin")[0] == 404
