@@ -69,6 +69,7 @@ def web(tmp_path: Path, django_db_setup: None) -> Iterator[Web]:
         PROMETHEUS_MULTIPROC_DIR=str(multiprocess_dir),
         LOG_FORMAT="json",
         LOG_LEVEL="INFO",
+        GUNICORN_ACCESS_LOG="json",
         DJANGO_DEBUG="false",
         # Nothing this test does may leave messages on a shared broker.
         CELERY_TASK_ALWAYS_EAGER="true",
@@ -163,12 +164,18 @@ def test_gunicorn__log_lines__json_with_request_ids_and_no_visitor_ids(web):
     assert wait_for(logged, timeout=10)
     lines = [line for line in web.log.read_text().splitlines() if line.strip()]
     records = [json.loads(line) for line in lines]  # every line, gunicorn's own included
-    (request,) = [r for r in records if r.get("request_id") == "gunicorn-req-0001"]
+    access, request = sorted(
+        (r for r in records if r.get("request_id") == "gunicorn-req-0001"),
+        key=lambda r: r["event"],
+    )
     assert request["event"] == "http.request"
     assert request["route"] == "api/personalization"
     assert request["status"] == 200
     assert request["duration_ms"] > 0
+    assert access["event"] == "http.access"  # gunicorn's own access line, same id
+    assert access["path"] == "/api/personalization"
     assert any(r["logger"] == "gunicorn.error" for r in records)
+    assert "127.0.0.1" not in json.dumps([access, request])  # no client address
     assert VISITOR not in web.log.read_text()
 
 
