@@ -167,9 +167,10 @@ def _test_database_url() -> str:
 
 
 @contextlib.contextmanager
-def run_celery_worker(**extra_env: str) -> Iterator[CeleryWorker]:
+def run_celery_worker(*worker_args: str, **extra_env: str) -> Iterator[CeleryWorker]:
     """Start a real `celery worker` process on the environment's broker and the test database,
-    on a queue of its own so no other worker on the same broker takes our tasks."""
+    on a queue of its own so no other worker on the same broker takes our tasks. `worker_args`
+    go last on its command line (e.g. "--pool=prefork" overrides the solo pool)."""
     from django.conf import settings
 
     from portfolio.celery import app
@@ -201,6 +202,7 @@ def run_celery_worker(**extra_env: str) -> Iterator[CeleryWorker]:
                 "--loglevel=INFO",
                 "--without-gossip",
                 "--without-mingle",
+                *worker_args,
             ],
             cwd=ROOT,
             env=env,

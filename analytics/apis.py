@@ -16,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ops.metrics import events_rejected
 from portfolio.api.exceptions import validation_error_response
 from portfolio.api.throttling import enforce_rate_limit
 
@@ -79,6 +80,7 @@ class EventsApi(APIView):
         enforce_rate_limit(request, group="api.events", rate=settings.RATELIMIT_EVENTS)
         limit = settings.EVENTS_MAX_BODY_BYTES
         if _content_length(request) > limit or len(request.body) > limit:
+            events_rejected(source=EventSource.API, reason="too_large")
             return Response(
                 {"detail": f"Request body over {limit} bytes."},
                 status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
@@ -86,6 +88,7 @@ class EventsApi(APIView):
         try:
             payload = parse_json(request.body)
         except MalformedJSON as exc:
+            events_rejected(source=EventSource.API, reason="malformed_json")
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         validation = validate_payload(
             payload,
@@ -93,6 +96,7 @@ class EventsApi(APIView):
             max_future=timedelta(hours=settings.EVENTS_MAX_FUTURE_HOURS),
         )
         if validation.errors:
+            events_rejected(source=EventSource.API, reason="invalid", count=_event_count(payload))
             return validation_error_response(validation.errors)
         result = events_store(events=validation.events, source=EventSource.API)
         return Response(
@@ -106,3 +110,10 @@ def _content_length(request: Request) -> int:
         return int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         return 0
+
+
+def _event_count(payload: object) -> int:
+    """How many events a refused request held: all of them are refused together."""
+    if isinstance(payload, dict) and isinstance(payload.get("events"), list):
+        return max(1, len(payload["events"]))
+    return 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
@@ -12,7 +13,7 @@ from typing import Any
 import orjson
 from django.db import connection, transaction
 
-from ops.metrics import EVENTS_DUPLICATE, EVENTS_INGESTED
+from ops.metrics import EVENTS_DUPLICATE, EVENTS_INGESTED, events_rejected
 
 from .models import Event, EventSource, RejectedEvent, Visitor
 from .signals import events_stored
@@ -309,6 +310,11 @@ def rejected_events_store(*, source: str, items: Sequence[RejectedIn]) -> int:
         ],
         batch_size=1000,
     )
+    by_code = collections.Counter(
+        item.reasons[0].get("code") if item.reasons else None for item in items
+    )
+    for code, count in by_code.items():
+        events_rejected(source=source, reason=str(code), count=count)
     return len(items)
 
 

@@ -3,7 +3,7 @@
 #
 #   web       gunicorn (deploy/gunicorn.conf.py): PORT, WEB_CONCURRENCY, GUNICORN_THREADS, ...
 #   worker    celery worker: CELERY_WORKER_CONCURRENCY (2), CELERY_WORKER_QUEUES (celery),
-#             CELERY_WORKER_MAX_TASKS_PER_CHILD (1000)
+#             CELERY_WORKER_MAX_TASKS_PER_CHILD (1000), CELERY_METRICS_PORT (metrics, off)
 #   beat      celery beat; its schedule file is CELERY_BEAT_SCHEDULE (var/run/celerybeat-schedule)
 #   migrate   manage.py migrate_locked --noinput: a PostgreSQL advisory lock lets one replica
 #             migrate at a time (MIGRATE_LOCK_TIMEOUT, 600 s); a plain migrate on SQLite
@@ -35,11 +35,20 @@ role="${1:-}"
 [ -n "$role" ] || usage
 shift
 
-# prometheus_client's multiprocess mode is for gunicorn only (set up in the web role). Anywhere
-# else an inherited PROMETHEUS_MULTIPROC_DIR would send every metric write to a directory that
-# may not exist yet, and nothing scrapes those processes anyway.
+# prometheus_client's multiprocess mode is for gunicorn (the web role) and for a worker that
+# serves metrics (CELERY_METRICS_PORT). Anywhere else an inherited PROMETHEUS_MULTIPROC_DIR would
+# send every metric write to a directory that may not exist yet, and nothing scrapes those
+# processes anyway.
 metrics_dir="${PROMETHEUS_MULTIPROC_DIR-$APP_DIR/var/run/prometheus}"
 unset PROMETHEUS_MULTIPROC_DIR
+
+# An empty multiprocess directory (stale files of dead pids would count), then exported.
+use_metrics_dir() {
+  mkdir -p "$1"
+  # Only prometheus_client's own files: never a recursive delete of a configured path.
+  find "$1" -maxdepth 1 -type f -name '*.db' -delete
+  export PROMETHEUS_MULTIPROC_DIR="$1"
+}
 
 case "$role" in
   web)
@@ -48,16 +57,19 @@ case "$role" in
     # every worker's samples. The directory must start empty (stale files of dead pids).
     # Set PROMETHEUS_MULTIPROC_DIR= (empty) to turn it off.
     if [ -n "$metrics_dir" ]; then
-      mkdir -p "$metrics_dir"
-      # Only prometheus_client's own files: never a recursive delete of a configured path.
-      find "$metrics_dir" -maxdepth 1 -type f -name '*.db' -delete
-      export PROMETHEUS_MULTIPROC_DIR="$metrics_dir"
+      use_metrics_dir "$metrics_dir"
     fi
     log "web: gunicorn on port ${PORT:-8000}"
     exec python -m gunicorn --config deploy/gunicorn.conf.py "$@" portfolio.wsgi:application
     ;;
   worker)
     wait_for_db
+    # The node's main process serves the metrics that its prefork children write; a directory
+    # of its own, so a web and a worker on one host never share files.
+    if [ "${CELERY_METRICS_PORT:-0}" != 0 ] && [ -n "$metrics_dir" ]; then
+      use_metrics_dir "$metrics_dir-worker"
+      log "worker: metrics on port $CELERY_METRICS_PORT"
+    fi
     # --without-mingle: no start-up round trip to every other worker (revoked-task sync, which
     # we do not use); --without-gossip: no event chatter on the broker. Remote control
     # (`celery inspect ping`, used by the health check) still works.

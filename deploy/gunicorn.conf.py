@@ -15,16 +15,15 @@ Why these choices:
   time (a database or Redis connection, a thread) is shared across fork, and a HUP reload picks
   up new code. GUNICORN_PRELOAD=true saves memory and start-up time (copy-on-write) and makes an
   import error fail the master at once; the app opens no connection at import, so it is safe.
-- Access log off by default (the ingress/proxy logs requests; Prometheus counts them). `json`
-  writes one JSON object per request to stdout without the query string: visitor ids stay out
-  of the logs.
+- Access log off by default: the app logs every request itself (ops.requests, with its request
+  id and route pattern) and Prometheus counts them. `json` writes one JSON object per request to
+  stdout without the query string or the client address: visitor ids and IPs stay out of logs.
+- LOG_FORMAT (json in production, text otherwise) also formats gunicorn's own lines.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from typing import Any
 
 from gunicorn.glogging import Logger
@@ -61,25 +60,59 @@ accesslog = "-" if _access == "json" else None
 proc_name = "portfolio-web"
 
 
+_log_format = os.environ.get("LOG_FORMAT", "").strip().lower() or (
+    "json" if os.environ.get("DJANGO_ENV") == "production" else "text"
+)
+if _log_format == "json":
+    # gunicorn's own lines (boot, worker exits, timeouts) in the app's JSON shape.
+    logconfig_dict = {
+        "formatters": {"json": {"()": "ops.logging.JsonFormatter"}},
+        "handlers": {
+            "error_console": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            },
+        },
+        "root": {"level": "INFO", "handlers": []},
+        "loggers": {
+            "gunicorn.error": {
+                "level": loglevel.upper(),
+                "handlers": ["error_console"],
+                "propagate": False,
+            },
+        },
+    }
+
+
 class JsonAccessLogger(Logger):
-    """gunicorn's logger with access lines as JSON (proper escaping, unlike a format string)."""
+    """gunicorn's logger with access lines as JSON (ops.logging.JsonFormatter, which escapes
+    properly, unlike a format string)."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        from ops.logging import JsonFormatter
+
+        for handler in self.access_log.handlers:
+            handler.setFormatter(JsonFormatter())
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
         if not self.access_log_enabled:
             return
         status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
-        record = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "event": "http.request",
-            "method": environ.get("REQUEST_METHOD"),
-            "path": environ.get("PATH_INFO"),
-            "status": int(status),
-            "bytes": getattr(resp, "sent", None),
-            "duration_ms": round(request_time.total_seconds() * 1000, 1),
-            "remote": environ.get("REMOTE_ADDR"),
-            "user_agent": environ.get("HTTP_USER_AGENT"),
-        }
-        self.access_log.info(json.dumps(record, separators=(",", ":")))
+        headers = {name.lower(): value for name, value in resp.headers}
+        self.access_log.info(
+            "http.access",
+            extra={
+                "request_id": headers.get("x-request-id"),
+                "method": environ.get("REQUEST_METHOD"),
+                "path": environ.get("PATH_INFO"),
+                "status": int(status),
+                "bytes": getattr(resp, "sent", None),
+                "duration_ms": round(request_time.total_seconds() * 1000, 1),
+                "user_agent": environ.get("HTTP_USER_AGENT"),
+            },
+        )
 
 
 logger_class = JsonAccessLogger

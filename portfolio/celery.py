@@ -6,6 +6,8 @@ from celery import Celery
 from celery.schedules import crontab
 from django.conf import settings
 
+from ops import celery_observability
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portfolio.settings")
 
 app = Celery("portfolio")
@@ -82,3 +84,5 @@ def _schedules_from_settings(sender: Celery, **kwargs: object) -> None:
 
 
 app.autodiscover_tasks()
+# Task metrics, task ids in log records, the request id across the broker, the metrics port.
+celery_observability.install()

@@ -6,7 +6,6 @@ urlpatterns = [
     # The hot path first: Django tries patterns in order.
     path("", include("personalization.urls")),
     path("", include("ops.urls")),
-    path("", include("django_prometheus.urls")),
     path("", include("analytics.urls")),
     path("", include("analytics.collect_urls")),
     path("", include("personalization.demo_urls")),

@@ -6,11 +6,14 @@ PostgreSQL and Redis. Production strictness lives in `production.py`.
 """
 
 import contextlib
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from ops.logging import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -49,6 +52,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: times the whole stack, and gives every request its id.
+    "ops.middleware.RequestObservabilityMiddleware",
+    # Before anything calls request.get_host(): probes by pod IP must not get 400.
+    "ops.middleware.ProbeHostMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -327,13 +334,26 @@ ADMIN_USERNAME = env.str("ADMIN_USERNAME", default="admin")
 ADMIN_PASSWORD = env.str("ADMIN_PASSWORD", default="")
 ADMIN_EMAIL = env.str("ADMIN_EMAIL", default="admin@localhost")
 
-# --- Logging ----------------------------------------------------------------------------------
+# --- Observability: logs, metrics, Sentry (docs/MONITORING.md) ---------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
-}
+# json: one object per line (production's default); text: readable (development's).
+LOG_FORMAT = env.str("LOG_FORMAT", default="text")
+# One `http.request` line per request (about 30 µs each); false keeps only the 5xx ones.
+LOG_REQUESTS = env.bool("LOG_REQUESTS", default=True)
+LOGGING = logging_config(fmt=LOG_FORMAT, level=LOG_LEVEL, requests=LOG_REQUESTS)
+# /metrics (and the Celery worker's port) only for these networks and/or this bearer token.
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=[])
+for _cidr in METRICS_ALLOWED_IPS:
+    ipaddress.ip_network(_cidr.strip(), strict=False)  # a typo fails at start, not per scrape
+METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
+# Each Celery worker node serves its metrics here (0: off). Not read by Celery itself.
+CELERY_METRICS_PORT = env.int("CELERY_METRICS_PORT", default=0)
+CELERY_METRICS_ADDR = env.str("CELERY_METRICS_ADDR", default="0.0.0.0")  # noqa: S104  # nosec B104
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default=DJANGO_ENV)
+SENTRY_RELEASE = env.str("SENTRY_RELEASE", default="")
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.05)
+# GET /api/personalization: the busiest and cheapest request; its traces are sampled apart.
+SENTRY_TRACES_SAMPLE_RATE_HOT = env.float("SENTRY_TRACES_SAMPLE_RATE_HOT", default=0.001)
+# Frame locals help debugging but hold requests (with their query strings) and visitor ids.
+SENTRY_INCLUDE_LOCALS = env.bool("SENTRY_INCLUDE_LOCALS", default=False)

@@ -8,8 +8,10 @@ import os
 
 from django.core.exceptions import ImproperlyConfigured
 
+from ops.logging import logging_config
+
 from .base import *  # noqa: F403
-from .base import env
+from .base import LOG_LEVEL, LOG_REQUESTS, env
 
 REQUIRED = ("DJANGO_SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL")
 _missing = [
@@ -50,3 +52,8 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+
+# Log collectors parse JSON lines; text stays available for a terminal.
+LOG_FORMAT = env.str("LOG_FORMAT", default="json")
+LOGGING = logging_config(fmt=LOG_FORMAT, level=LOG_LEVEL, requests=LOG_REQUESTS)
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="production")

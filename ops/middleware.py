@@ -1,0 +1,130 @@
+"""Per-request observability, kept cheap because every request pays it (the hot path included):
+no database, no regex compiled per request, no per-request label validation.
+
+RequestObservabilityMiddleware (first in MIDDLEWARE, so it times the whole stack):
+- X-Request-ID: the client's when sane, else a new uuid4 hex; echoed on the response and put in
+  a context variable for log records and Celery task headers.
+- api_requests_total / api_request_duration_seconds labelled by the resolved route pattern
+  (`api/admin/rules/<int:pk>`), never the raw path; `unmatched` when nothing resolved.
+- One `http.request` log line: method, route, status, duration_ms. No path, query string or IP.
+
+ProbeHostMiddleware: Kubernetes probes and Prometheus reach pods by IP, which ALLOWED_HOSTS
+rejects with 400. For exactly /health, /ready and /metrics (GET/HEAD) an unknown Host is
+replaced with an allowed one; those views never build URLs from it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import DisallowedHost
+from django.http import HttpRequest, HttpResponse
+from django.http.request import validate_host
+
+from .context import REQUEST_ID_HEADER, request_id_from, request_id_var, route_var
+from .metrics import API_REQUEST_DURATION, API_REQUESTS
+
+logger = logging.getLogger("ops.requests")
+
+PROBE_PATHS = frozenset({"/health", "/ready", "/metrics"})
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED = "unmatched"
+STATIC = "static"
+
+
+class RequestObservabilityMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.static_prefix = settings.STATIC_URL or "/static/"
+        # Label children bound once per label set: labels() locks and validates on every call.
+        self._counters: dict[tuple[str, str, str], Any] = {}
+        self._histograms: dict[tuple[str, str], Any] = {}
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        start = time.perf_counter()
+        request_id = request_id_from(request.META.get("HTTP_X_REQUEST_ID"))
+        id_token = request_id_var.set(request_id)
+        route_token = route_var.set(None)
+        try:
+            response = self.get_response(request)
+            duration = time.perf_counter() - start
+            response[REQUEST_ID_HEADER] = request_id
+            self._record(request, response.status_code, duration)
+            return response
+        finally:
+            route_var.reset(route_token)
+            request_id_var.reset(id_token)
+
+    def process_view(self, request: HttpRequest, *args: Any) -> None:
+        # Log records written by the view carry its route.
+        match = request.resolver_match
+        if match is not None:
+            route_var.set(match.route)
+
+    def _record(self, request: HttpRequest, status: int, duration: float) -> None:
+        method = request.method if request.method in _METHODS else "other"
+        match = request.resolver_match
+        if match is not None:
+            endpoint = match.route
+        elif status < 400 and request.path_info.startswith(self.static_prefix):
+            endpoint = STATIC  # whitenoise answers before URL resolution
+        else:
+            endpoint = UNMATCHED
+        key = (method, endpoint, str(status))
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = API_REQUESTS.labels(*key)
+        counter.inc()
+        histogram = self._histograms.get(key[:2])
+        if histogram is None:
+            histogram = self._histograms[key[:2]] = API_REQUEST_DURATION.labels(*key[:2])
+        histogram.observe(duration)
+
+        # Probes every few seconds would drown the log: DEBUG for them.
+        if status >= 500:
+            level = logging.WARNING
+        elif request.path_info in PROBE_PATHS:
+            level = logging.DEBUG
+        else:
+            level = logging.INFO
+        if logger.isEnabledFor(level):
+            logger.log(
+                level,
+                "http.request",
+                extra={
+                    "route": endpoint,
+                    "method": method,
+                    "status": status,
+                    "duration_ms": round(duration * 1000, 2),
+                },
+            )
+
+
+class ProbeHostMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info in PROBE_PATHS and request.method in ("GET", "HEAD"):
+            try:
+                request.get_host()
+            except DisallowedHost:
+                host = probe_host()
+                if host:
+                    request.META["HTTP_HOST"] = host
+                    request.META.pop("HTTP_X_FORWARDED_HOST", None)
+        return self.get_response(request)
+
+
+def probe_host() -> str | None:
+    """An entry of ALLOWED_HOSTS usable as a Host header (`.example.com` → `example.com`)."""
+    allowed = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]  # what Django allows then
+    candidates = [entry.lstrip(".") for entry in allowed if entry not in ("", "*")]
+    candidates.append("localhost")  # covered by "*"
+    return next((host for host in candidates if validate_host(host, allowed)), None)
