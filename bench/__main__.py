@@ -29,7 +29,7 @@ os.environ.update(
 os.environ.pop("DJANGO_ENV", None)
 django.setup()
 
-from bench import ga4_import, ingest, personalization  # noqa: E402
+from bench import explain, ga4_import, ingest, personalization  # noqa: E402
 
 OUTPUT = common.ROOT / "docs" / "PERFORMANCE.md"
 
@@ -164,6 +164,8 @@ def main() -> None:
     p13n = personalization.run(runs=args.runs, seconds=args.seconds)
     print("resegment --all", file=sys.stderr)
     reseg = personalization.resegment_all(visitors=args.visitors, events=args.visitors * 10)
+    print("query plans", file=sys.stderr)
+    plans = explain.run()  # on the tables resegment_all just filled
 
     api_runs = ", ".join(f"{figure:,.0f}" for figure in api["runs"])
     ratio_runs = "; ".join(
@@ -214,6 +216,13 @@ show service latency.
         )
     }
 """
+    text += (
+        "\n## Query plans\n\n`EXPLAIN ANALYZE` on the tables the `resegment --all` run left "
+        f"({reseg['events']:,} events, {reseg['visitors']:,} visitors and profiles), so index "
+        "use is checked at that size.\n"
+    )
+    for name, plan in plans:
+        text += f"\n{name}:\n\n```\n{plan}\n```\n"
     common.report_section_write(Path(args.output), "bench", text)
     print(text)
 

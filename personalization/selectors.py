@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Exists, OuterRef
+from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from analytics.consent import profiling_denied_q
@@ -99,12 +99,17 @@ def scoring_model_build() -> ScoringModel:
 
 
 def stale_visitor_ids(*, limit: int) -> list[str]:
-    """Visitors whose profile is missing or counts fewer events than they have: their
-    re-segmentation was never queued (broker down) or lost. Most recently seen first."""
+    """Visitors whose profile is missing or counts other than their events: their
+    re-segmentation was never queued (broker down), lost, or retention removed events. Most
+    recently seen first; visitors who denied profiling never."""
+    return list(stale_visitors(limit=limit))
+
+
+def stale_visitors(*, limit: int) -> QuerySet[Visitor, str]:
     up_to_date = VisitorProfile.objects.filter(
         user_pseudo_id=OuterRef("user_pseudo_id"), event_count=OuterRef("event_count")
     )
-    return list(
+    return (
         Visitor.objects.filter(event_count__gt=0)
         .exclude(Exists(up_to_date))
         # Not exclude(q) itself: a visitor without the trait makes q NULL, and NOT NULL drops it.
