@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.tokens import AccessToken
 
 from portfolio.api.admin_auth import can_use_admin_api
+from portfolio.api.admin_schema import INVALID, MALFORMED
 from portfolio.api.throttling import enforce_rate_limit
 
 
@@ -40,9 +41,10 @@ class AdminLoginApi(APIView):
         request=LoginSerializer,
         responses={
             200: _TokenSerializer,
+            **MALFORMED,
             401: OpenApiResponse(_Error, description="Wrong username or password."),
             403: OpenApiResponse(_Error, description="The account may not use the admin API."),
-            422: OpenApiResponse(description="Missing or malformed fields."),
+            **INVALID,
             429: OpenApiResponse(_Error, description="Too many attempts from this address."),
         },
         tags=["admin"],

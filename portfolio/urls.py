@@ -1,12 +1,20 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_safe
+from django_prometheus.exports import ExportToDjangoView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
     # The hot path first: Django tries patterns in order.
     path("", include("personalization.urls")),
     path("", include("ops.urls")),
-    path("", include("django_prometheus.urls")),
+    # GET (and HEAD) only, 405 otherwise: no cookies here, so no CSRF 403 to hide the 405.
+    path(
+        "metrics",
+        csrf_exempt(require_safe(ExportToDjangoView)),
+        name="prometheus-django-metrics",
+    ),
     path("", include("analytics.urls")),
     path("", include("analytics.collect_urls")),
     path("", include("personalization.demo_urls")),

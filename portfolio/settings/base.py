@@ -263,6 +263,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {"RuleStatusEnum": "personalization.models.RuleStatus"},
+    # Request bodies get their own components, so required text fields say minLength 1.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "portfolio.api.schema_hooks.allow_empty_optional_query_params",
+        "portfolio.api.schema_hooks.forbid_nul_in_text",
+        "portfolio.api.schema_hooks.require_bodies",
+        "portfolio.api.schema_hooks.add_metrics_endpoint",
+    ],
 }
 
 # --- CORS: the portfolio's own origins ----------------------------------------------------------
