@@ -3,7 +3,7 @@ from django.urls import include, path
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 from django_prometheus.exports import ExportToDjangoView
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 urlpatterns = [
     # The hot path first: Django tries patterns in order.
@@ -22,7 +22,12 @@ urlpatterns = [
     path("", include("personalization.admin_urls")),
     path("", include("personalization.insights_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    # The split view serves Swagger UI's init script from ?script instead of inline (CSP).
+    path(
+        "api/docs/",
+        SpectacularSwaggerSplitView.as_view(url_name="schema", template_name="ops/swagger_ui.html"),
+        name="docs",
+    ),
     path("admin/dashboard/", include("personalization.dashboard_urls")),
     path("admin/", admin.site.urls),
 ]
