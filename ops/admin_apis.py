@@ -16,6 +16,8 @@ from portfolio.api.admin_auth import can_use_admin_api
 from portfolio.api.admin_schema import INVALID, MALFORMED
 from portfolio.api.throttling import enforce_rate_limit
 
+from .admin_login import LOGIN_RATE_GROUP
+
 
 class LoginSerializer(serializers.Serializer):
     username = serializers.CharField(max_length=150, trim_whitespace=False)
@@ -52,7 +54,7 @@ class AdminLoginApi(APIView):
     )
     def post(self, request: Request) -> Response:
         # Every attempt counts, successful or not: the limit is on guessing, per client IP.
-        enforce_rate_limit(request, group="admin-login", rate=settings.RATELIMIT_ADMIN_LOGIN)
+        enforce_rate_limit(request, group=LOGIN_RATE_GROUP, rate=settings.RATELIMIT_ADMIN_LOGIN)
         credentials = LoginSerializer(data=request.data)
         credentials.is_valid(raise_exception=True)
         user = authenticate(

@@ -5,6 +5,8 @@ from django.views.decorators.http import require_safe
 from django_prometheus.exports import ExportToDjangoView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from ops.admin_login import throttled_admin_login
+
 urlpatterns = [
     # The hot path first: Django tries patterns in order.
     path("", include("personalization.urls")),
@@ -29,5 +31,7 @@ urlpatterns = [
         name="docs",
     ),
     path("admin/dashboard/", include("personalization.dashboard_urls")),
+    # Before admin.site.urls, so the admin's own login (and every redirect to it) is throttled.
+    path("admin/login/", throttled_admin_login, name="admin-login-throttled"),
     path("admin/", admin.site.urls),
 ]
