@@ -507,7 +507,15 @@ def test_dashboard_json__latest_insight_when_the_model_exists(staff_client):
         return
     assert staff_client.get("/admin/dashboard/data.json").json()["latest_insight"] is None
     fields = {f.name for f in model._meta.fields}
-    row = {"provider": "test", "model": "m", "status": "ok", "summary": f"sum {XSS}"}
+    now = timezone.now()
+    row = {
+        "provider": "test",
+        "model": "m",
+        "status": "ok",
+        "summary": f"sum {XSS}",
+        "period_start": now - timedelta(days=7),  # required since LLMInsight landed (issue 5)
+        "period_end": now,
+    }
     model.objects.create(**{k: v for k, v in row.items() if k in fields})
     insight = staff_client.get("/admin/dashboard/data.json").json()["latest_insight"]
     assert insight["summary"] == f"sum {XSS}"  # JSON; the page sets it as text
