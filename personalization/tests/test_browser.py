@@ -165,7 +165,7 @@ def open_visit(browser: Browser, site: str) -> Iterator[OpenVisit]:
     ) -> Visit:
         # /demo/ stands for the portfolio site, whose own inline snippets (head_script) and
         # Playwright's wait_for_function (eval) our strict CSP would refuse; the policy itself
-        # is tested in ops/tests/test_csp_browser.py.
+        # is tested in personalization/tests/test_csp_browser.py.
         context = browser.new_context(viewport=VIEWPORT, bypass_csp=True)
         contexts.append(context)
         if cookies:
