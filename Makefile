@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install lint format typecheck migrations-check check clean worker beat bench loadtest eval prod-smoke
+.PHONY: run test install lint security format typecheck migrations-check check clean worker beat bench loadtest eval prod-smoke
 
 $(STAMP): requirements/base.txt requirements/production.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+## make security: bandit over our code (tests and migrations excluded); medium+ at medium+
+## confidence fails. pip-audit needs its advisory service: it runs in .github/workflows/security.yml.
+BANDIT_PATHS := analytics personalization ops portfolio deploy bench loadtests
+security: install
+	$(BIN)/bandit -q -r $(BANDIT_PATHS) -x '*/tests/*,*/migrations/*' \
+		--severity-level medium --confidence-level medium
+
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
@@ -43,7 +50,7 @@ typecheck: install
 migrations-check: install
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
-check: lint typecheck migrations-check test
+check: lint security typecheck migrations-check test
 
 worker: install
 	$(BIN)/celery -A portfolio worker --loglevel=INFO

@@ -89,8 +89,14 @@ def _celery_in_process(request: pytest.FixtureRequest) -> Iterator[None]:
     """Tasks queued by the code under test run in-process, so no test leaves messages on a
     shared broker; tests that take `celery_worker` (or are marked `real_worker` and start their
     own with `run_celery_worker`) send theirs to a real worker instead."""
+    from celery._state import _set_task_join_will_block
+
     from portfolio.celery import app
 
+    # Eager tasks raise a process-wide "never .get() inside a task" flag and restore the value
+    # they saw; two at once in the live server's threads (which outlive a test) can leave it
+    # raised for good. No test runs inside a task: start each with it down.
+    _set_task_join_will_block(False)
     if request.node.get_closest_marker("real_worker") or "celery_worker" in request.fixturenames:
         yield
         return

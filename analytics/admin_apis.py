@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from portfolio.api.admin_auth import AdminApiView
 from portfolio.api.admin_schema import AUTH_ERRORS, INVALID
+from portfolio.api.fields import StrictIntegerField
 
 from .selectors import EVENT_ORDERINGS, events_search
 from .validation import EVENT_NAME_RE, USER_PSEUDO_ID_RE
@@ -23,11 +24,11 @@ MAX_OFFSET = 10_000_000
 
 
 class EventsSearchParams(serializers.Serializer):
-    hours = serializers.IntegerField(
+    hours = StrictIntegerField(
         min_value=1, max_value=MAX_HOURS, default=24, help_text="Look back this many hours."
     )
-    limit = serializers.IntegerField(min_value=1, max_value=MAX_LIMIT, default=50)
-    offset = serializers.IntegerField(min_value=0, max_value=MAX_OFFSET, default=0)
+    limit = StrictIntegerField(min_value=1, max_value=MAX_LIMIT, default=50)
+    offset = StrictIntegerField(min_value=0, max_value=MAX_OFFSET, default=0)
     event_name = serializers.RegexField(f"^{EVENT_NAME_RE.pattern}$", required=False)
     user_pseudo_id = serializers.RegexField(f"^{USER_PSEUDO_ID_RE.pattern}$", required=False)
     q = serializers.CharField(

@@ -22,7 +22,13 @@ from portfolio.api.throttling import enforce_rate_limit
 
 from .models import EventSource
 from .services import events_store
-from .validation import MalformedJSON, parse_json, validate_payload
+from .validation import (
+    EARLIEST,
+    MAX_EVENT_ID_LENGTH,
+    MalformedJSON,
+    parse_json,
+    validate_payload,
+)
 
 _Detail = inline_serializer("Detail", fields={"detail": serializers.CharField()})
 _ValidationError = inline_serializer(
@@ -37,17 +43,26 @@ _EventSchema = inline_serializer(
     fields={
         "event_name": serializers.RegexField(r"^[A-Za-z0-9_]{1,100}$"),
         "user_pseudo_id": serializers.RegexField(r"^[A-Za-z0-9._-]{1,200}$"),
-        "event_params": serializers.DictField(required=False, help_text="≤ 10,000 bytes as JSON"),
-        "event_timestamp": serializers.IntegerField(
-            required=False, help_text="Unix s, ms or µs; ≤ 72 h ahead; default: now"
+        "event_params": serializers.DictField(
+            required=False, allow_null=True, help_text="≤ 10,000 bytes as JSON"
+        ),
+        "event_timestamp": serializers.FloatField(
+            required=False,
+            allow_null=True,
+            min_value=EARLIEST.timestamp(),
+            help_text="Unix s, ms or µs, from 2000-01-01; ≤ 72 h ahead; default: now",
         ),
         "event_id": serializers.CharField(
-            required=False, max_length=200, help_text="Client id used to drop duplicates"
+            required=False,
+            allow_null=True,
+            max_length=MAX_EVENT_ID_LENGTH,
+            help_text="Client id used to drop duplicates",
         ),
     },
 )
 _EventBatchSchema = inline_serializer(
-    "EventBatch", fields={"events": serializers.ListField(child=_EventSchema, max_length=500)}
+    "EventBatch",
+    fields={"events": serializers.ListField(child=_EventSchema, min_length=1, max_length=500)},
 )
 
 

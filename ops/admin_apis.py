@@ -13,7 +13,10 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.tokens import AccessToken
 
 from portfolio.api.admin_auth import can_use_admin_api
+from portfolio.api.admin_schema import INVALID, MALFORMED
 from portfolio.api.throttling import enforce_rate_limit
+
+from .admin_login import LOGIN_RATE_GROUP
 
 
 class LoginSerializer(serializers.Serializer):
@@ -40,9 +43,10 @@ class AdminLoginApi(APIView):
         request=LoginSerializer,
         responses={
             200: _TokenSerializer,
+            **MALFORMED,
             401: OpenApiResponse(_Error, description="Wrong username or password."),
             403: OpenApiResponse(_Error, description="The account may not use the admin API."),
-            422: OpenApiResponse(description="Missing or malformed fields."),
+            **INVALID,
             429: OpenApiResponse(_Error, description="Too many attempts from this address."),
         },
         tags=["admin"],
@@ -50,7 +54,7 @@ class AdminLoginApi(APIView):
     )
     def post(self, request: Request) -> Response:
         # Every attempt counts, successful or not: the limit is on guessing, per client IP.
-        enforce_rate_limit(request, group="admin-login", rate=settings.RATELIMIT_ADMIN_LOGIN)
+        enforce_rate_limit(request, group=LOGIN_RATE_GROUP, rate=settings.RATELIMIT_ADMIN_LOGIN)
         credentials = LoginSerializer(data=request.data)
         credentials.is_valid(raise_exception=True)
         user = authenticate(

@@ -24,7 +24,7 @@ from analytics.admin_apis import EventOut, event_rows
 from analytics.models import Event, Visitor
 from analytics.validation import USER_ID_MESSAGE, USER_PSEUDO_ID_RE
 from portfolio.api.admin_auth import AdminApiView
-from portfolio.api.admin_schema import AUTH_ERRORS, INVALID, NOT_FOUND, parse_id
+from portfolio.api.admin_schema import AUTH_ERRORS, INVALID, MALFORMED, NOT_FOUND, parse_id
 
 from .models import PersonalizationRule, RuleChange, RuleSource, RuleStatus, Segment
 from .selectors import profile_get, segment_counts, variant_for
@@ -59,6 +59,9 @@ def _items(name: str) -> serializers.ListField:
     )
 
 
+@extend_schema_field(
+    {"type": "string", "pattern": r"^[-a-zA-Z0-9_]{1,40}$", "description": "e.g. ML_ENGINEER"}
+)
 class SegmentCodeField(serializers.SlugRelatedField):
     """A segment by code. Text the database could not even compare (NUL bytes, non-strings,
     over-long) is refused before the lookup."""
@@ -181,7 +184,7 @@ def _apply_status(rule: PersonalizationRule, wanted: str | None, actor: str) -> 
 class RuleListApi(AdminApiView):
     @extend_schema(
         parameters=[RuleFilters],
-        responses={200: RuleListOut, **AUTH_ERRORS},
+        responses={200: RuleListOut, **AUTH_ERRORS, **INVALID},
         tags=["admin"],
         summary="List rules",
         operation_id="admin_rules_list",
@@ -199,7 +202,7 @@ class RuleListApi(AdminApiView):
 
     @extend_schema(
         request=RuleIn,
-        responses={201: RuleDetailOut, **AUTH_ERRORS, **INVALID},
+        responses={201: RuleDetailOut, **MALFORMED, **AUTH_ERRORS, **INVALID},
         tags=["admin"],
         summary="Create a rule (a draft unless status is active)",
         operation_id="admin_rules_create",
@@ -237,7 +240,7 @@ class RuleDetailApi(AdminApiView):
     @extend_schema(
         parameters=[RULE_ID],
         request=RuleIn,
-        responses={200: RuleDetailOut, **AUTH_ERRORS, **NOT_FOUND, **INVALID},
+        responses={200: RuleDetailOut, **MALFORMED, **AUTH_ERRORS, **NOT_FOUND, **INVALID},
         tags=["admin"],
         summary="Replace a rule's content (an active rule gets a new version)",
         operation_id="admin_rules_update",
@@ -248,7 +251,7 @@ class RuleDetailApi(AdminApiView):
     @extend_schema(
         parameters=[RULE_ID],
         request=RuleIn(partial=True),
-        responses={200: RuleDetailOut, **AUTH_ERRORS, **NOT_FOUND, **INVALID},
+        responses={200: RuleDetailOut, **MALFORMED, **AUTH_ERRORS, **NOT_FOUND, **INVALID},
         tags=["admin"],
         summary="Change some of a rule's fields",
         operation_id="admin_rules_partial_update",
@@ -360,7 +363,9 @@ class SegmentListApi(AdminApiView):
 
 # --- Visitors -------------------------------------------------------------------------------------
 
-VISITOR_ID = OpenApiParameter("user_pseudo_id", str, OpenApiParameter.PATH)
+VISITOR_ID = OpenApiParameter(
+    "user_pseudo_id", str, OpenApiParameter.PATH, pattern=f"^{USER_PSEUDO_ID_RE.pattern}$"
+)
 _VisitorOut = inline_serializer(
     "AdminVisitor",
     fields={

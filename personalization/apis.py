@@ -60,6 +60,15 @@ _Personalization = inline_serializer(
 )
 
 
+_ValidationError = inline_serializer(
+    "PersonalizationError",
+    fields={
+        "detail": serializers.CharField(),
+        "errors": serializers.DictField(child=serializers.ListField(child=serializers.CharField())),
+    },
+)
+
+
 def _error(errors: dict[str, list[str]]) -> HttpResponse:
     field, messages = next(iter(errors.items()))
     body = {"detail": f"{field}: {messages[0]}", "errors": errors}
@@ -87,10 +96,18 @@ class PersonalizationApi(APIView):
         return HttpResponse(personalization_get(user_pseudo_id=user_id), content_type=JSON)
 
     @extend_schema(
-        parameters=[OpenApiParameter("user_id", str, required=True, description="user_pseudo_id")],
+        parameters=[
+            OpenApiParameter(
+                "user_id",
+                str,
+                required=True,
+                description="user_pseudo_id",
+                pattern=f"^{USER_PSEUDO_ID_RE.pattern}$",
+            )
+        ],
         responses={
             200: _Personalization,
-            422: OpenApiResponse(description="Missing or invalid user_id"),
+            422: OpenApiResponse(_ValidationError, description="Missing or invalid user_id"),
         },
         tags=["personalization"],
     )

@@ -18,15 +18,13 @@ from django.views.decorators.http import require_POST
 from .insights_services import insight_drafts_approve
 from .models import InsightStatus, LLMInsight, RuleStatus
 
-_STATUS_COLOURS: dict[str, str] = {
-    InsightStatus.OK: "#2e7d32",
-    InsightStatus.UNVERIFIED: "#b26a00",
-    InsightStatus.FAILED: "#c62828",
-}
-
 
 @admin.register(LLMInsight)
 class LLMInsightAdmin(admin.ModelAdmin):
+    # Colours and layout as classes: the admin's Content-Security-Policy allows no inline style.
+    class Media:
+        css = {"all": ["personalization/admin/insights.css"]}
+
     list_display = ["created_at", "period", "provider", "model", "status_flag", "draft_count"]
     list_filter = ["status", "provider"]
     date_hierarchy = "created_at"
@@ -72,7 +70,7 @@ class LLMInsightAdmin(admin.ModelAdmin):
             mismatched = (obj.verification or {}).get("mismatched", 0)
             label = f"⚠ {label}: {mismatched} quoted number(s) not in the data"
         return format_html(
-            '<strong style="color:{}">{}</strong>', _STATUS_COLOURS.get(obj.status, "#000"), label
+            '<strong class="insight-status insight-status-{}">{}</strong>', obj.status, label
         )
 
     @admin.display(description="Drafts")
@@ -81,7 +79,7 @@ class LLMInsightAdmin(admin.ModelAdmin):
 
     @admin.display(description="Summary")
     def summary_html(self, obj: LLMInsight) -> str:
-        return format_html('<p style="white-space:pre-wrap;max-width:60em">{}</p>', obj.summary)
+        return format_html('<p class="insight-summary">{}</p>', obj.summary)
 
     @admin.display(description="Findings")
     def findings_html(self, obj: LLMInsight) -> str:
@@ -152,12 +150,12 @@ class LLMInsightAdmin(admin.ModelAdmin):
         checks = (obj.verification or {}).get("numbers", [])
         rows = format_html_join(
             "",
-            '<tr><td>{}</td><td>{}</td><td style="color:{}">{}</td><td>{}</td></tr>',
+            '<tr><td>{}</td><td>{}</td><td class="{}">{}</td><td>{}</td></tr>',
             (
                 (
                     c.get("text"),
                     c.get("where"),
-                    "#c62828" if c.get("outcome") == "mismatch" else "inherit",
+                    "insight-mismatch" if c.get("outcome") == "mismatch" else "",
                     c.get("outcome"),
                     c.get("matched", ""),
                 )

@@ -14,6 +14,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from portfolio.api.admin_auth import AdminApiView
+from portfolio.api.admin_schema import AUTH_ERRORS, INVALID, MALFORMED
+from portfolio.api.fields import StrictIntegerField
 
 from .models import LLMInsight
 
@@ -21,16 +23,17 @@ logger = logging.getLogger(__name__)
 
 MAX_DAYS = 90
 MAX_LIMIT = 100
+MAX_OFFSET = 10_000_000
 QUEUE_RETRY_AFTER_SECONDS = 30
 
 
 class InsightRunSerializer(serializers.Serializer):
-    days = serializers.IntegerField(min_value=1, max_value=MAX_DAYS, required=False)
+    days = StrictIntegerField(min_value=1, max_value=MAX_DAYS, required=False)
 
 
 class InsightListQuerySerializer(serializers.Serializer):
-    limit = serializers.IntegerField(min_value=1, max_value=MAX_LIMIT, default=20)
-    offset = serializers.IntegerField(min_value=0, default=0)
+    limit = StrictIntegerField(min_value=1, max_value=MAX_LIMIT, default=20)
+    offset = StrictIntegerField(min_value=0, max_value=MAX_OFFSET, default=0)
 
 
 class DraftRuleSerializer(serializers.Serializer):
@@ -88,8 +91,8 @@ class InsightListApi(AdminApiView):
         parameters=[InsightListQuerySerializer],
         responses={
             200: _Page,
-            401: OpenApiResponse(_Detail, description="Missing or invalid Bearer token."),
-            422: OpenApiResponse(description="Bad limit or offset."),
+            **AUTH_ERRORS,
+            **INVALID,
         },
         tags=["admin"],
     )
@@ -109,8 +112,9 @@ class InsightRunApi(AdminApiView):
         request=InsightRunSerializer,
         responses={
             202: _Queued,
-            401: OpenApiResponse(_Detail, description="Missing or invalid Bearer token."),
-            422: OpenApiResponse(description="`days` is not an integer from 1 to 90."),
+            **MALFORMED,
+            **AUTH_ERRORS,
+            **INVALID,
             503: OpenApiResponse(_Detail, description="The task queue is unreachable."),
         },
         tags=["admin"],
@@ -118,7 +122,8 @@ class InsightRunApi(AdminApiView):
     def post(self, request: Request) -> Response:
         from .tasks import insights_run
 
-        data = request.data if request.data not in (None, "") else {}
+        # No body at all parses to {} (the defaults); a body must be a JSON object, not `null`.
+        data = request.data
         if not isinstance(data, dict):
             raise ValidationError({"non_field_errors": ["Expected a JSON object."]})
         body = InsightRunSerializer(data=data)

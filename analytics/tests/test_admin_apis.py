@@ -107,6 +107,8 @@ def test_events_search__limit_and_offset__pages_without_overlap(admin_client, ev
         ({"limit": "1e3"}, "limit"),
         ({"offset": -1}, "offset"),
         ({"offset": "9" * 40}, "offset"),
+        ({"offset": "0.0"}, "offset"),
+        ({"limit": "5.0"}, "limit"),
         ({"event_name": "bad name!"}, "event_name"),
         ({"event_name": "x" * 101}, "event_name"),
         ({"user_pseudo_id": "a/b"}, "user_pseudo_id"),

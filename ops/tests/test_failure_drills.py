@@ -151,14 +151,19 @@ def gunicorn(tmp_path: Path, **env: str) -> Iterator[Server]:
             ],
             cwd=ROOT,
             env={
-                **{k: v for k, v in os.environ.items() if k != "DJANGO_ENV"},
+                # Not PROMETHEUS_MULTIPROC_DIR, even empty: prometheus_client would write its
+                # files into the working directory.
+                **{
+                    k: v
+                    for k, v in os.environ.items()
+                    if k not in ("DJANGO_ENV", "PROMETHEUS_MULTIPROC_DIR")
+                },
                 "DATABASE_URL": _test_database_url(),
                 "DJANGO_SETTINGS_MODULE": "portfolio.settings",
                 "CELERY_TASK_ALWAYS_EAGER": "false",
                 "REDIS_SOCKET_TIMEOUT": "0.5",
                 "REDIS_SOCKET_CONNECT_TIMEOUT": "0.5",
                 "CELERY_BROKER_CONNECTION_TIMEOUT": "0.5",
-                "PROMETHEUS_MULTIPROC_DIR": "",
                 **env,
             },
             stdout=handle,
@@ -441,10 +446,9 @@ def test_worker_killed_mid_import__the_task_runs_again__every_row_stored_once(
             ],
             cwd=ROOT,
             env={
-                **os.environ,
+                **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
                 "DATABASE_URL": _test_database_url(),
                 "MEDIA_ROOT": settings.MEDIA_ROOT,
-                "PROMETHEUS_MULTIPROC_DIR": "",
             },
             stdout=handle,
             stderr=subprocess.STDOUT,

@@ -47,7 +47,9 @@ def test_run__days__period_of_that_length(admin_client):
     assert insight.period_end - insight.period_start == timedelta(days=30)
 
 
-@pytest.mark.parametrize("body", [{"days": 0}, {"days": 91}, {"days": "many"}, {"days": None}])
+@pytest.mark.parametrize(
+    "body", [{"days": 0}, {"days": 91}, {"days": "many"}, {"days": None}, {"days": 7.0}]
+)
 def test_run__bad_days__422_naming_the_field(admin_client, body):
     response = admin_client.post("/api/admin/insights/run", body, format="json")
 
@@ -57,10 +59,14 @@ def test_run__bad_days__422_naming_the_field(admin_client, body):
     assert not LLMInsight.objects.exists()
 
 
-def test_run__json_array__422(admin_client):
-    response = admin_client.post("/api/admin/insights/run", [1, 2], format="json")
+@pytest.mark.parametrize("body", ["[1, 2]", "null", '"7"'])
+def test_run__json_not_an_object__422_nothing_queued(admin_client, body):
+    response = admin_client.post(
+        "/api/admin/insights/run", data=body, content_type="application/json"
+    )
 
     assert response.status_code == 422
+    assert not LLMInsight.objects.exists()
 
 
 def test_run__malformed_json__400(admin_client):
@@ -126,7 +132,11 @@ def test_list__drafts__listed_with_each_insight(admin_client, settings):
     assert draft["status"] == "draft"
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=101", "limit=abc", "offset=-1"])
+@pytest.mark.parametrize(
+    "query",
+    # offset past bigint was a DataError (500) on PostgreSQL; "1.0" is no integer either.
+    ["limit=0", "limit=101", "limit=abc", "offset=-1", f"offset={10**19}", "limit=1.0"],
+)
 def test_list__bad_paging__422(admin_client, query):
     response = admin_client.get(f"/api/admin/insights?{query}")
 

@@ -20,6 +20,7 @@ AUTH_ERRORS = {
     ),
     403: OpenApiResponse(AdminError, description="The account may not use the admin API."),
 }
+MALFORMED = {400: OpenApiResponse(AdminError, description="Malformed JSON.")}
 INVALID = {422: OpenApiResponse(AdminValidationError, description="Invalid input, by field.")}
 NOT_FOUND = {404: OpenApiResponse(AdminError, description="No such object.")}
 

@@ -59,6 +59,7 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "portfolio.csp.ContentSecurityPolicyMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -270,7 +271,33 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {"RuleStatusEnum": "personalization.models.RuleStatus"},
+    # Request bodies get their own components, so required text fields say minLength 1.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "portfolio.api.schema_hooks.allow_empty_optional_query_params",
+        "portfolio.api.schema_hooks.forbid_nul_in_text",
+        "portfolio.api.schema_hooks.require_bodies",
+        "portfolio.api.schema_hooks.add_metrics_endpoint",
+    ],
 }
+
+# --- Browser security headers (every environment, so development shows what production does) --
+# Content-Security-Policy (portfolio/csp.py): HTML pages load only this origin's files, with no
+# inline script or style; other responses may not be rendered as pages or framed at all.
+CSP_POLICY = env.str(
+    "CSP_POLICY",
+    default="default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'self'; "
+    "form-action 'self'; frame-ancestors 'none'",
+)
+CSP_API_POLICY = env.str("CSP_API_POLICY", default="default-src 'none'; frame-ancestors 'none'")
+# Send them as Content-Security-Policy-Report-Only instead (to trial a stricter policy).
+CSP_REPORT_ONLY = env.bool("CSP_REPORT_ONLY", default=False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "strict-origin-when-cross-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 # --- CORS: the portfolio's own origins ----------------------------------------------------------
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])

@@ -148,3 +148,43 @@ def test_check_deploy__production_configured__no_warnings():
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+HEADERS = """
+import json, django
+django.setup()
+from django.test import Client
+client = Client(HTTP_HOST="portfolio.example.com")
+out = {}
+for path in ("/no-such-page/", "/health"):
+    response = client.get(path, secure=True)
+    out[path] = {"status": response.status_code, **dict(response.headers)}
+out["plain"] = {"status": client.get("/health/").status_code}
+print(json.dumps(out))
+"""
+
+
+def test_production__real_responses__hsts_csp_and_browser_headers(tmp_path):
+    result = run_python(
+        HEADERS,
+        DJANGO_ENV="production",
+        DJANGO_SECRET_KEY=GOOD_SECRET,
+        ALLOWED_HOSTS="portfolio.example.com",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    )
+
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    # An HTML page that needs no collected static files: the 404 page.
+    page, health = out["/no-such-page/"], out["/health"]
+    assert (page["status"], health["status"]) == (404, 200)
+    assert page["Content-Type"].startswith("text/html")
+    assert page["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains; preload"
+    assert "default-src 'self'" in page["Content-Security-Policy"]
+    assert "'unsafe-inline'" not in page["Content-Security-Policy"]
+    assert health["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+    for headers in (page, health):
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
+        assert headers["X-Frame-Options"] == "DENY"
+    assert out["plain"]["status"] == 301  # plain HTTP is redirected to HTTPS
