@@ -48,6 +48,20 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def django_setup_on_scratch() -> None:
+    """Start Django in this process on the scratch database and Redis db: the bench and the
+    load test seed data themselves, and must never write to DATABASE_URL's database."""
+    import django
+
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="portfolio.settings",
+        DATABASE_URL=BENCH_DATABASE_URL,
+        REDIS_URL=BENCH_REDIS_URL,
+    )
+    os.environ.pop("DJANGO_ENV", None)
+    django.setup()
+
+
 def reset_database() -> None:
     """A fresh scratch database with the current schema."""
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:

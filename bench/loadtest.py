@@ -24,18 +24,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import django
-
 from bench import common
 
-# This process writes to the scratch database too (seeding): never to DATABASE_URL's.
-os.environ.update(
-    DJANGO_SETTINGS_MODULE="portfolio.settings",
-    DATABASE_URL=common.BENCH_DATABASE_URL,
-    REDIS_URL=common.BENCH_REDIS_URL,
-)
-os.environ.pop("DJANGO_ENV", None)
-django.setup()
+common.django_setup_on_scratch()
 
 from bench import personalization  # noqa: E402
 
