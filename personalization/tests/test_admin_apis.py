@@ -1,18 +1,15 @@
 """Admin API over rules, segments and visitors, against ../shared/API.md."""
 
-from datetime import timedelta
-
 import pytest
 from django.contrib.auth.models import User
 from django.core.cache import cache
-from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
 from analytics.models import Event, EventSource, RejectedEvent, Visitor
-from analytics.services import EventIn, RejectedIn, events_store, rejected_events_store
+from analytics.services import RejectedIn, events_store, rejected_events_store
 from personalization import cache as p13n_cache
 from personalization.models import (
     PersonalizationRule,
@@ -22,32 +19,11 @@ from personalization.models import (
     Segment,
     VisitorProfile,
 )
-from personalization.selectors import variant_for
 from personalization.services import catalog_load_demo
+from personalization.tests.test_personalization_api import ml_events, personalized_id
 
 pytestmark = pytest.mark.django_db
 RULES = "/api/admin/rules"
-
-
-def personalized_id(prefix="ml"):
-    return next(
-        f"{prefix}.{i}" for i in range(1000) if variant_for(f"{prefix}.{i}") == "personalized"
-    )
-
-
-def ml_events(uid, n=6):
-    now = timezone.now()
-    slugs = ["llm-router", "vision-defect-detector", "sentiment-pipeline"]
-    return [
-        EventIn(
-            event_name="deep_read" if i % 2 else "project_click",
-            user_pseudo_id=uid,
-            occurred_at=now - timedelta(minutes=i),
-            event_id=f"{uid}-{i}",
-            event_params={"project_id": slugs[i % 3], "duration": 20_000},
-        )
-        for i in range(n)
-    ]
 
 
 @pytest.fixture
