@@ -21,8 +21,20 @@ from typing import Any
 
 import pytest
 
-# Keep test keys apart from a developer's own data in the same Redis database.
+# Keep test keys apart from a developer's own data in the same Redis database. pytest-django
+# has read the settings by now, so the prefix goes into them too (before any cache is opened);
+# the environment carries it to the workers and servers the tests start.
 os.environ.setdefault("CACHE_KEY_PREFIX", f"test-{os.getpid()}")
+
+
+def _cache_prefix_for_tests() -> None:
+    from django.conf import settings
+
+    for cache in settings.CACHES.values():
+        cache["KEY_PREFIX"] = os.environ["CACHE_KEY_PREFIX"]
+
+
+_cache_prefix_for_tests()
 
 ROOT = Path(__file__).resolve().parent
 

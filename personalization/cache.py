@@ -102,6 +102,23 @@ def _safe_set(key: str, value: int) -> None:
         logger.warning("p13n.cache.write_failed", extra={"error": type(exc).__name__})
 
 
+def publish_profiles(
+    versions: dict[str, int], *, ruleset: int, responses: dict[str, bytes]
+) -> None:
+    """New profile versions, each with its response built from them: the visitors' next
+    requests are hits (a response built under an older rule set is a miss, as ever)."""
+    entries = {response_key(uid): (ruleset, versions[uid], body) for uid, body in responses.items()}
+    try:
+        cache.add(RULESET_KEY, ruleset, timeout=None)  # never over a newer one
+        cache.set_many(
+            {profile_version_key(uid): version for uid, version in versions.items()}, timeout=None
+        )
+        cache.set_many(entries, timeout=settings.PERSONALIZATION_CACHE_TIMEOUT)
+    except Exception as exc:
+        _ERRORS.inc()
+        logger.warning("p13n.cache.write_failed", extra={"error": type(exc).__name__})
+
+
 def publish_profile_versions(versions: dict[str, int]) -> None:
     try:
         cache.set_many(

@@ -25,19 +25,9 @@ from . import cache
 from .models import VisitorProfile
 from .scoring import EventView, score_visitor
 from .selectors import scoring_model_get
-from .services import profile_fields
+from .services import PROFILE_WRITE_FIELDS, profile_fields
 
-PROFILE_FIELDS = [
-    "segment",
-    "confidence",
-    "scores",
-    "raw_scores",
-    "explanation",
-    "event_count",
-    "computed_at",
-    "model_version",
-    "version",
-]
+PROFILE_FIELDS = [*PROFILE_WRITE_FIELDS, "version"]
 
 
 @dataclass

@@ -120,13 +120,21 @@ def stale_visitors(*, limit: int) -> QuerySet[Visitor, str]:
 
 
 def visitor_events(*, user_pseudo_id: str) -> list[EventView]:
-    rows = Event.objects.filter(user_pseudo_id=user_pseudo_id).values_list(
-        "event_name", "event_params", "occurred_at", "page_referrer"
+    return visitors_events(user_pseudo_ids=[user_pseudo_id]).get(user_pseudo_id, [])
+
+
+def visitors_events(*, user_pseudo_ids: list[str]) -> dict[str, list[EventView]]:
+    """Every event of these visitors, by visitor, in one query (the (user_pseudo_id,
+    occurred_at) index serves it); visitors without events are absent."""
+    rows = (
+        Event.objects.filter(user_pseudo_id__in=user_pseudo_ids)
+        .order_by("user_pseudo_id", "occurred_at")  # the full recompute's order: same sums
+        .values_list("user_pseudo_id", "event_name", "event_params", "occurred_at", "page_referrer")
     )
-    return [
-        EventView(name, params or {}, occurred, referrer)
-        for name, params, occurred, referrer in rows
-    ]
+    by_visitor: dict[str, list[EventView]] = defaultdict(list)
+    for uid, name, params, occurred, referrer in rows:
+        by_visitor[uid].append(EventView(name, params or {}, occurred, referrer))
+    return by_visitor
 
 
 def variant_for(user_pseudo_id: str) -> str:
@@ -301,6 +309,29 @@ def personalization_build(
     }
 
 
+def personalization_encode(
+    *, user_pseudo_id: str, profile: VisitorProfile | None, rules: dict[str, RuleView]
+) -> bytes:
+    """The response body the API serves and the cache keeps."""
+    body = personalization_build(user_pseudo_id=user_pseudo_id, profile=profile, rules=rules)
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def personalization_responses(
+    profiles: list[VisitorProfile],
+) -> tuple[int, dict[str, bytes]]:
+    """(rule-set version, response bytes by visitor): what re-segmentation pre-warms the cache
+    with, so a visitor's next request after new events is still a hit."""
+    state = ruleset_state()
+    rules = _rules_for(state)
+    return state[0], {
+        p.user_pseudo_id: personalization_encode(
+            user_pseudo_id=p.user_pseudo_id, profile=p, rules=rules
+        )
+        for p in profiles
+    }
+
+
 def personalization_get(*, user_pseudo_id: str) -> bytes:
     """The hot path, as the response's JSON bytes: one cache round trip and no encoding on a
     hit; the database on a miss or a cache outage."""
@@ -310,12 +341,9 @@ def personalization_get(*, user_pseudo_id: str) -> bytes:
     state = ruleset_state()
     ruleset = state[0]
     profile = profile_get(user_pseudo_id=user_pseudo_id)
-    response = json.dumps(
-        personalization_build(
-            user_pseudo_id=user_pseudo_id, profile=profile, rules=_rules_for(state)
-        ),
-        separators=(",", ":"),
-    ).encode()
+    response = personalization_encode(
+        user_pseudo_id=user_pseudo_id, profile=profile, rules=_rules_for(state)
+    )
     if not found.failed:
         profile_version = profile.version if profile else 0
         # Re-publish versions the cache lost or never got, or every later lookup would miss.

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache as djcache
-from django.db import IntegrityError, transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -34,7 +34,7 @@ from .models import (
     VisitorProfile,
 )
 from .scoring import Decision, ScoringModel, explanation, score_visitor
-from .selectors import scoring_model_get, visitor_events
+from .selectors import personalization_responses, scoring_model_get, visitors_events
 
 logger = logging.getLogger(__name__)
 
@@ -67,48 +67,83 @@ def catalog_load_demo() -> CatalogCounts:
 
 
 def visitor_resegment(*, user_pseudo_id: str, now: datetime | None = None) -> VisitorProfile | None:
-    """Score one visitor from all its events and store the profile; None if it has no events.
+    """Score one visitor from all its events and store the profile; None if it has no events
+    (or denied profiling)."""
+    return visitors_resegment(user_pseudo_ids=[user_pseudo_id], now=now).get(user_pseudo_id)
 
-    The profile's version goes up only when the answer changes, and the new version is
-    published to the cache after commit so the next personalization request sees it.
+
+PROFILE_CHANGE_FIELDS = ("segment", "scores", "explanation", "event_count")
+PROFILE_WRITE_FIELDS = [  # what profile_fields sets: every re-segmentation rewrites them
+    "segment",
+    "confidence",
+    "scores",
+    "raw_scores",
+    "explanation",
+    "event_count",
+    "computed_at",
+    "model_version",
+]
+
+
+def visitors_resegment(
+    *, user_pseudo_ids: Sequence[str], now: datetime | None = None
+) -> dict[str, VisitorProfile]:
+    """Score a batch of visitors from all their events and store their profiles: one query for
+    consent, one for the events, one short transaction for the writes, whatever the batch size.
+
+    A profile's version goes up only when its answer changes. After commit the new versions
+    and the rebuilt responses go to the cache, so the visitor's next personalization request
+    is a hit that already reflects the new events.
     """
     now = now or timezone.now()
-    if denied_visitor_ids([user_pseudo_id]):
-        _profile_forget(user_pseudo_id)
-        return None
+    ids = sorted(set(user_pseudo_ids))  # one lock order for every batch: no deadlocks
+    denied = denied_visitor_ids(ids)
+    for uid in sorted(denied):
+        _profile_forget(uid)
     model = scoring_model_get()
-    events = visitor_events(user_pseudo_id=user_pseudo_id)
+    events = visitors_events(user_pseudo_ids=[uid for uid in ids if uid not in denied])
     if not events:
-        return None
-    decision = score_visitor(model, events, now=now)
+        return {}
+    decisions = {uid: score_visitor(model, events[uid], now=now) for uid in ids if uid in events}
     with transaction.atomic():
-        profile = (
-            VisitorProfile.objects.select_for_update().filter(user_pseudo_id=user_pseudo_id).first()
-        )
-        fields = profile_fields(decision, model, now)
-        created = False
-        if profile is None:
-            try:
-                with transaction.atomic():  # savepoint: a concurrent task may create it first
-                    profile = VisitorProfile.objects.create(user_pseudo_id=user_pseudo_id, **fields)
-                created = True
-            except IntegrityError:
-                profile = VisitorProfile.objects.select_for_update().get(
-                    user_pseudo_id=user_pseudo_id
-                )
-        if not created:
-            changed = any(
-                getattr(profile, name) != fields[name]
-                for name in ("segment", "scores", "explanation", "event_count")
+        current = {
+            p.user_pseudo_id: p
+            for p in VisitorProfile.objects.select_for_update()
+            .filter(user_pseudo_id__in=list(decisions))
+            .order_by("user_pseudo_id")
+        }
+        profiles: dict[str, VisitorProfile] = {}
+        for uid, decision in decisions.items():
+            fields = profile_fields(decision, model, now)
+            before = current.get(uid)
+            changed = before is None or any(
+                getattr(before, name) != fields[name] for name in PROFILE_CHANGE_FIELDS
             )
-            for name, value in fields.items():
-                setattr(profile, name, value)
-            profile.version += int(changed)
-            profile.save()
-        version = profile.version
-        transaction.on_commit(lambda: cache.publish_profile_version(user_pseudo_id, version))
-    VISITORS_SEGMENTED.labels(decision.segment).inc()
-    return profile
+            profiles[uid] = VisitorProfile(
+                user_pseudo_id=uid,
+                version=(before.version if before else 0) + int(changed),
+                second_opinion=before.second_opinion if before else {},
+                **fields,
+            )
+        # ON CONFLICT covers a profile a concurrent task created after the lock was taken.
+        VisitorProfile.objects.bulk_create(
+            list(profiles.values()),
+            update_conflicts=True,
+            unique_fields=["user_pseudo_id"],
+            update_fields=[*PROFILE_WRITE_FIELDS, "version"],
+        )
+        stored = list(profiles.values())
+        transaction.on_commit(lambda: _profiles_publish(stored))
+    for decision in decisions.values():
+        VISITORS_SEGMENTED.labels(decision.segment).inc()
+    return profiles
+
+
+def _profiles_publish(profiles: list[VisitorProfile]) -> None:
+    ruleset, responses = personalization_responses(profiles)
+    cache.publish_profiles(
+        {p.user_pseudo_id: p.version for p in profiles}, ruleset=ruleset, responses=responses
+    )
 
 
 def _profile_forget(user_pseudo_id: str) -> None:
@@ -133,45 +168,157 @@ def profile_fields(decision: Decision, model: ScoringModel, now: datetime) -> di
 
 
 def resegment_request(*, user_pseudo_ids: Iterable[str]) -> int:
-    """Queue re-segmentation of visitors after new events, at most one pending task each.
+    """Queue re-segmentation of visitors after new events; the number newly queued.
 
-    The first event of a burst queues a task `RESEGMENT_DEBOUNCE_SECONDS` later; later events
-    of the burst find it pending and add nothing, and the task reads them all when it runs.
+    With Redis as the cache, visitors go into one pending set, and the first event after a
+    drain schedules the next drain `RESEGMENT_DEBOUNCE_SECONDS` later: every visitor with new
+    events in that window is scored once, in batches (one message per window, not per event).
+    With another cache, each visitor gets a pending mark and the first event of its burst
+    queues a task. A bulk load (more than DEBOUNCE_UP_TO visitors at once, a GA4 export import)
+    is queued in chunks straight away, spread over the worker pool.
     """
-    from .tasks import resegment_visitors
-
-    delay = settings.RESEGMENT_DEBOUNCE_SECONDS
     ids = list(dict.fromkeys(user_pseudo_ids))
     if len(ids) > DEBOUNCE_UP_TO:
-        # A bulk load (GA4 export import): one cache round trip per visitor would cost more than
-        # the burst it saves; every visitor is queued.
-        due = ids
-    else:
-        due = [uid for uid in ids if _first_pending(uid, timeout=delay * 6 + 60)]
-    # One task per chunk: a bulk import touches thousands of visitors at once, and a message
-    # per visitor would cost more than the scoring.
+        return _chunks_queue(ids)
+    client = _redis_client()
+    if client is not None:
+        try:
+            return _pending_add(client, ids)
+        except Exception as exc:  # Redis is down: queue them directly, undebounced
+            logger.warning("p13n.resegment.pending_failed", extra={"error": type(exc).__name__})
+    delay = settings.RESEGMENT_DEBOUNCE_SECONDS
+    return _chunks_queue([uid for uid in ids if _first_pending(uid, timeout=delay * 6 + 60)])
+
+
+RESEGMENT_CHUNK = 200
+DEBOUNCE_UP_TO = 50  # visitors per request debounced; above, a bulk load
+DRAIN_MAX_BATCHES = 25  # per drain task: 5,000 visitors, then the next task takes over
+PENDING_SET = "p13n:pending"  # Redis set of visitors with events not yet scored
+DRAIN_FLAG = "p13n:drain"  # set while a drain is scheduled
+
+
+def _chunks_queue(ids: list[str]) -> int:
+    """One task per chunk: a bulk import touches thousands of visitors at once, and a message
+    per visitor would cost more than the scoring."""
+    from .tasks import resegment_visitors
+
     queued = 0
     try:
-        for start in range(0, len(due), RESEGMENT_CHUNK):
-            chunk = due[start : start + RESEGMENT_CHUNK]
-            resegment_visitors.apply_async(args=[chunk], countdown=delay)
+        for start in range(0, len(ids), RESEGMENT_CHUNK):
+            chunk = ids[start : start + RESEGMENT_CHUNK]
+            resegment_visitors.apply_async(
+                args=[chunk], countdown=settings.RESEGMENT_DEBOUNCE_SECONDS
+            )
             queued += len(chunk)
     except Exception as exc:
         # The broker is down. The events are stored (this runs after commit) and must not be
         # answered with an error; the stale-profile sweep (resegment_stale) catches these
         # visitors up once the broker is back. Their pending marks go, so that their next
         # event queues them again.
-        logger.warning(
-            "p13n.resegment.queue_failed",
-            extra={"visitors": len(due) - queued, "error": type(exc).__name__},
-        )
+        _queue_failed(exc, visitors=len(ids) - queued)
         with contextlib.suppress(Exception):
-            djcache.delete_many([pending_key(uid) for uid in due[queued:]])
+            djcache.delete_many([pending_key(uid) for uid in ids[queued:]])
     return queued
 
 
-RESEGMENT_CHUNK = 200
-DEBOUNCE_UP_TO = 50  # visitors per request debounced one by one; above, a bulk load
+def _queue_failed(exc: Exception, *, visitors: int) -> None:
+    logger.warning(
+        "p13n.resegment.queue_failed", extra={"visitors": visitors, "error": type(exc).__name__}
+    )
+
+
+def _redis_client() -> Any:
+    """The raw Redis client behind the default cache, or None for another backend."""
+    get_client = getattr(getattr(djcache, "client", None), "get_client", None)
+    return get_client(write=True) if get_client else None
+
+
+def _pending_add(client: Any, ids: list[str]) -> int:
+    pipe = client.pipeline(transaction=False)
+    pipe.sadd(djcache.make_key(PENDING_SET), *ids)
+    pipe.set(djcache.make_key(DRAIN_FLAG), 1, nx=True, ex=_drain_flag_ttl())
+    added, first = pipe.execute()
+    if first:
+        _drain_schedule(client, countdown=settings.RESEGMENT_DEBOUNCE_SECONDS, flagged=True)
+    return int(added)
+
+
+def _drain_flag_ttl() -> int:
+    # Outlives the countdown with room for a busy queue; if the task is lost, the flag expires
+    # and the next event schedules another drain.
+    return settings.RESEGMENT_DEBOUNCE_SECONDS * 6 + 60
+
+
+def _drain_schedule(client: Any, *, countdown: int, flagged: bool = False) -> None:
+    from .tasks import resegment_drain
+
+    flag = djcache.make_key(DRAIN_FLAG)
+    if not flagged and not client.set(flag, 1, nx=True, ex=_drain_flag_ttl()):
+        return  # a drain is on its way already
+    try:
+        resegment_drain.apply_async(countdown=countdown)
+    except Exception as exc:
+        # The broker is down: the visitors stay pending; the next event (or the stale-profile
+        # sweep) schedules them again.
+        _queue_failed(exc, visitors=int(client.scard(djcache.make_key(PENDING_SET)) or 0))
+        with contextlib.suppress(Exception):
+            client.delete(flag)
+
+
+def pending_visitors_drain(
+    *, batch: int = RESEGMENT_CHUNK, max_batches: int = DRAIN_MAX_BATCHES
+) -> int:
+    """Score the pending visitors, `batch` at a time; the number scored. Run by the drain task."""
+    client = _redis_client()
+    if client is None:
+        return 0
+    pending = djcache.make_key(PENDING_SET)
+    # Cleared first: an event arriving from now on schedules the next drain.
+    client.delete(djcache.make_key(DRAIN_FLAG))
+    done = 0
+    for _ in range(max_batches):
+        # Popped before scoring: an event arriving meanwhile puts its visitor back for the
+        # next drain, so none is missed.
+        ids = [uid.decode() for uid in client.spop(pending, batch) or ()]
+        if not ids:
+            return done
+        try:
+            visitors_resegment(user_pseudo_ids=ids)
+        except (OperationalError, InterfaceError):
+            # The database is away: every one of them waits for a later drain.
+            with contextlib.suppress(Exception):
+                client.sadd(pending, *ids)
+                _drain_schedule(client, countdown=_drain_flag_ttl())
+            raise
+        except Exception:
+            # Something in one visitor's data breaks the batch: score them one by one, so a bad
+            # one cannot hold the others back (or come back forever).
+            done += _one_by_one(ids)
+        else:
+            done += len(ids)
+    if client.scard(pending):  # more than one task takes: the next one starts right away
+        _drain_schedule(client, countdown=0)
+    return done
+
+
+def _one_by_one(ids: list[str]) -> int:
+    scored = 0
+    for uid in ids:
+        try:
+            visitor_resegment(user_pseudo_id=uid)
+        except Exception as exc:
+            logger.error("p13n.resegment.failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+        else:
+            scored += 1
+    return scored
+
+
+def resegment_pending(user_pseudo_id: str) -> bool:
+    """Whether the visitor is waiting for re-segmentation (queued, not yet scored)."""
+    client = _redis_client()
+    if client is not None:
+        return bool(client.sismember(djcache.make_key(PENDING_SET), user_pseudo_id))
+    return djcache.get(pending_key(user_pseudo_id)) is not None
 
 
 def _first_pending(user_pseudo_id: str, *, timeout: int) -> bool:
@@ -402,5 +549,8 @@ def _forget_cached(user_pseudo_id: str) -> None:
     cache.forget_visitor(user_pseudo_id)
     try:
         djcache.delete(pending_key(user_pseudo_id))
+        client = _redis_client()
+        if client is not None:
+            client.srem(djcache.make_key(PENDING_SET), user_pseudo_id)
     except Exception:  # a cache outage: the pending mark expires on its own
         logger.warning("visitor.erase.pending_key_kept")

@@ -20,14 +20,21 @@ def resegment_visitor(user_pseudo_id: str) -> None:
 @shared_task(name="personalization.tasks.resegment_visitors", ignore_result=True)
 def resegment_visitors(user_pseudo_ids: list[str]) -> None:
     """Re-segment visitors queued by `resegment_request`. Idempotent, like the single one."""
-    from .services import pending_key, visitor_resegment
+    from .services import pending_key, visitors_resegment
 
     # Cleared first: an event arriving while we compute queues a fresh run.
     # The debounce is an optimisation: compute even when the cache is down.
     with contextlib.suppress(Exception):
         cache.delete_many([pending_key(uid) for uid in user_pseudo_ids])
-    for uid in user_pseudo_ids:
-        visitor_resegment(user_pseudo_id=uid)
+    visitors_resegment(user_pseudo_ids=user_pseudo_ids)
+
+
+@shared_task(name="personalization.tasks.resegment_drain", ignore_result=True)
+def resegment_drain() -> int:
+    """Score the visitors `resegment_request` marked pending since the last drain."""
+    from .services import pending_visitors_drain
+
+    return pending_visitors_drain()
 
 
 @shared_task(name="personalization.tasks.resegment_stale", ignore_result=True)
