@@ -54,6 +54,23 @@ def test_events_search__defaults__last_24h_newest_first(admin_client, events):
     assert first["event_timestamp"] == int(stored.timestamp() * 1_000_000)
 
 
+def test_events_search__count__kept_briefly_per_filter_set(admin_client, events, settings):
+    new = EventIn("project_click", "dave.4", timezone.now(), {"project_id": "llm-router"})
+    new.event_id = "later"
+
+    before = admin_client.get(URL).json()
+    events_store(events=[new])
+    cached = admin_client.get(URL).json()
+    other_filters = admin_client.get(URL, {"event_name": "project_click"}).json()
+    settings.ADMIN_EVENTS_COUNT_CACHE_SECONDS = 0
+    exact = admin_client.get(URL).json()
+
+    assert before["count"] == cached["count"] == 3  # counted once for these filters
+    assert len(cached["results"]) == 4  # the rows themselves are always current
+    assert other_filters["count"] == 2  # another filter set has its own count
+    assert exact["count"] == 4
+
+
 def test_events_search__hours_widens_the_window(admin_client, events):
     assert admin_client.get(URL, {"hours": 48}).json()["count"] == 4
     assert admin_client.get(URL, {"hours": 2160}).json()["count"] == 4
