@@ -11,7 +11,6 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
-from rest_framework.response import Response
 
 from portfolio.api.admin_auth import AdminApiView
 from portfolio.api.admin_schema import AUTH_ERRORS, INVALID
