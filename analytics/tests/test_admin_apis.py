@@ -71,6 +71,23 @@ def test_events_search__count__kept_briefly_per_filter_set(admin_client, events,
     assert exact["count"] == 4
 
 
+@pytest.mark.parametrize("microsecond", [0, 1, 123456, 999999])
+def test_events_search__rows__same_json_on_every_database(admin_client, microsecond):
+    # PostgreSQL writes the rows' JSON itself; it must match the Python encoding exactly.
+    from analytics.selectors import _EVENT_FIELDS, _event_out
+
+    at = timezone.now().replace(microsecond=microsecond) - timedelta(minutes=1)
+    params = {"ü": 'quote " and \\', "n": [1, {"a": None}], "f": 1.5, "big": 2**70, "e": ""}
+    event = EventIn("project_click", "uni.1", at, params, event_id="tricky")
+    events_store(events=[event])
+
+    (row,) = admin_client.get(URL).json()["results"]
+
+    (expected,) = [_event_out(r) for r in Event.objects.values(*_EVENT_FIELDS)]
+    assert row == expected
+    assert row["event_params"]["big"] == 2**70
+
+
 def test_events_search__hours_widens_the_window(admin_client, events):
     assert admin_client.get(URL, {"hours": 48}).json()["count"] == 4
     assert admin_client.get(URL, {"hours": 2160}).json()["count"] == 4
