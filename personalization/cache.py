@@ -7,14 +7,28 @@ Three keys answer a request in one MGET:
 An entry whose tags differ from the current versions is a miss, so an admin edit or a new
 profile shows on the next request without scanning or deleting keys. Any cache error counts
 as a miss and is counted in `cache_errors_total`: the caller falls back to the database.
+
+In front of Redis, each process keeps the answers it served last (`LocalResponses`, up to
+PERSONALIZATION_LOCAL_CACHE_SIZE): a hit there costs no round trip. Every writer of a version
+publishes the visitors it changed (or "all", for the rule set) on a Redis channel after
+writing, and every process listening drops them; a process serves from its copy only while it
+is subscribed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.core.cache import cache
 
@@ -45,6 +59,12 @@ class Lookup:
 
 
 def lookup(user_pseudo_id: str) -> Lookup:
+    local = local_responses()
+    if local is not None:
+        body, generation = local.get(user_pseudo_id)
+        if body is not None:
+            _HITS.inc()
+            return Lookup(body, None, None)
     keys = [RULESET_KEY, profile_version_key(user_pseudo_id), response_key(user_pseudo_id)]
     try:
         found = cache.get_many(keys)
@@ -57,6 +77,8 @@ def lookup(user_pseudo_id: str) -> Lookup:
     entry = found.get(keys[2])  # (ruleset, profile_version, body)
     if entry is not None and ruleset is not None and entry[:2] == (ruleset, profile_version):
         _HITS.inc()
+        if local is not None:
+            local.put(user_pseudo_id, entry[2], generation=generation)
         return Lookup(entry[2], ruleset, profile_version)
     _MISSES.inc()
     return Lookup(None, ruleset, profile_version if keys[1] in found else None)
@@ -80,10 +102,12 @@ def store(user_pseudo_id: str, *, response: bytes, ruleset: int, profile_version
 
 def publish_ruleset(version: int) -> None:
     _safe_set(RULESET_KEY, version)
+    _invalidate(None)
 
 
 def publish_profile_version(user_pseudo_id: str, version: int) -> None:
     _safe_set(profile_version_key(user_pseudo_id), version)
+    _invalidate([user_pseudo_id])
 
 
 def forget_visitor(user_pseudo_id: str) -> None:
@@ -92,6 +116,7 @@ def forget_visitor(user_pseudo_id: str) -> None:
     except Exception as exc:
         _ERRORS.inc()
         logger.warning("p13n.cache.delete_failed", extra={"error": type(exc).__name__})
+    _invalidate([user_pseudo_id])
 
 
 def _safe_set(key: str, value: int) -> None:
@@ -117,6 +142,7 @@ def publish_profiles(
     except Exception as exc:
         _ERRORS.inc()
         logger.warning("p13n.cache.write_failed", extra={"error": type(exc).__name__})
+    _invalidate(versions)
 
 
 def publish_profile_versions(versions: dict[str, int]) -> None:
@@ -127,3 +153,150 @@ def publish_profile_versions(versions: dict[str, int]) -> None:
     except Exception as exc:
         _ERRORS.inc()
         logger.warning("p13n.cache.write_failed", extra={"error": type(exc).__name__})
+    _invalidate(versions)
+
+
+# --- The per-process copy --------------------------------------------------------------------
+
+INVALIDATE_CHANNEL = "p13n:invalidate"
+_ALL = "*"
+
+
+def redis_client() -> Any:
+    """The raw Redis client behind the default cache, or None for another backend."""
+    get_client = getattr(getattr(cache, "client", None), "get_client", None)
+    return get_client(write=True) if get_client else None
+
+
+def _invalidate(user_pseudo_ids: Iterable[str] | None) -> None:
+    """Tell every process (this one at once) that these visitors' answers, or all of them
+    (None), changed. Sent after the new versions are written."""
+    ids = None if user_pseudo_ids is None else list(user_pseudo_ids)
+    local = _local["responses"]
+    if local is not None:
+        local.drop(ids)
+    client = redis_client()
+    if client is None or ids == []:
+        return
+    try:
+        client.publish(cache.make_key(INVALIDATE_CHANNEL), _ALL if ids is None else json.dumps(ids))
+    except Exception as exc:
+        # The listeners lost their connection too, or will notice it: they stop serving copies.
+        _ERRORS.inc()
+        logger.warning("p13n.cache.invalidate_failed", extra={"error": type(exc).__name__})
+
+
+class LocalResponses:
+    """Answers this process served recently, valid while it is subscribed to the invalidation
+    channel.
+
+    Every read first applies the messages that have arrived (a non-blocking poll of the
+    subscription's socket): a writer publishes before its own request returns, so the next
+    request anywhere sees the change. `generation` moves on every invalidation, so an answer
+    read from Redis before one arrived is not kept. Without a healthy subscription nothing is
+    served from here, and on (re)subscribing everything is forgotten, since messages may have
+    been missed.
+    """
+
+    RETRY_SECONDS = 5.0
+
+    def __init__(self, *, url: str, channel: str, size: int) -> None:
+        self.url, self.channel, self.size = url, channel, size
+        self._entries: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+        self._pubsub: Any = None
+        self._retry_at = 0.0
+        self.generation = 0
+
+    def get(self, user_pseudo_id: str) -> tuple[bytes | None, int]:
+        with self._lock:
+            if not self._sync():
+                return None, self.generation
+            body = self._entries.get(user_pseudo_id)
+            if body is not None:
+                self._entries.move_to_end(user_pseudo_id)
+            return body, self.generation
+
+    def put(self, user_pseudo_id: str, body: bytes, *, generation: int) -> None:
+        with self._lock:
+            if self._pubsub is None or generation != self.generation:
+                return
+            self._entries[user_pseudo_id] = body
+            self._entries.move_to_end(user_pseudo_id)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def drop(self, user_pseudo_ids: list[str] | None) -> None:
+        with self._lock:
+            self._drop(user_pseudo_ids)
+
+    def _drop(self, user_pseudo_ids: list[str] | None) -> None:
+        self.generation += 1
+        if user_pseudo_ids is None:
+            self._entries.clear()
+        else:
+            for uid in user_pseudo_ids:
+                self._entries.pop(uid, None)
+
+    def _sync(self) -> bool:
+        """Apply the invalidations that have arrived; False without a healthy subscription."""
+        try:
+            if self._pubsub is None:
+                if time.monotonic() < self._retry_at:
+                    return False
+                self._subscribe()
+            while (message := self._pubsub.get_message(timeout=0)) is not None:
+                if message["type"] == "message":
+                    data = message["data"].decode()
+                    self._drop(None if data == _ALL else json.loads(data))
+            return True
+        except Exception as exc:
+            if self._pubsub is not None:
+                logger.warning("p13n.cache.subscription_lost", extra={"error": type(exc).__name__})
+                with contextlib.suppress(Exception):
+                    self._pubsub.close()
+            self._pubsub, self._retry_at = None, time.monotonic() + self.RETRY_SECONDS
+            self._drop(None)
+            return False
+
+    def _subscribe(self) -> None:
+        client = redis.Redis.from_url(
+            self.url, socket_connect_timeout=1, socket_timeout=1, health_check_interval=5
+        )
+        pubsub = client.pubsub()
+        pubsub.subscribe(self.channel)
+        confirmed = pubsub.get_message(timeout=1.0)  # the subscription is in place from here
+        if not confirmed or confirmed["type"] != "subscribe":
+            pubsub.close()
+            raise ConnectionError("no subscription confirmation")
+        self._drop(None)  # whatever was kept before may have missed messages
+        self._pubsub = pubsub
+
+
+_local: dict[str, Any] = {"pid": None, "responses": None}
+_local_start = threading.Lock()
+
+
+def local_responses() -> LocalResponses | None:
+    """This process's copy, started on first use (after gunicorn's fork); None when turned off
+    (PERSONALIZATION_LOCAL_CACHE_SIZE=0) or when the cache is not Redis."""
+    if _local["pid"] == os.getpid():
+        return _local["responses"]
+    with _local_start:  # one listener per process, whichever thread asks first
+        if _local["pid"] != os.getpid():
+            size = settings.PERSONALIZATION_LOCAL_CACHE_SIZE
+            location = settings.CACHES["default"].get("LOCATION")
+            responses = None
+            if size > 0 and redis_client() is not None and isinstance(location, str):
+                responses = LocalResponses(
+                    url=location, channel=cache.make_key(INVALIDATE_CHANNEL), size=size
+                )
+            _local["responses"], _local["pid"] = responses, os.getpid()
+    return _local["responses"]
+
+
+def local_responses_clear() -> None:
+    """Forget this process's copies (tests change Redis behind the channel's back)."""
+    local = _local["responses"]
+    if local is not None:
+        local.drop(None)

@@ -269,6 +269,7 @@ def process_caches_clear() -> None:
     """Forget the in-process scoring model and rules (tests roll the database back under them)."""
     _model_cache.update(version=None, model=None)
     _rules_cache.update(version=None, rules=None)
+    p13n_cache.local_responses_clear()
 
 
 def _iso(moment: Any) -> str | None:

@@ -180,7 +180,7 @@ def resegment_request(*, user_pseudo_ids: Iterable[str]) -> int:
     ids = list(dict.fromkeys(user_pseudo_ids))
     if len(ids) > DEBOUNCE_UP_TO:
         return _chunks_queue(ids)
-    client = _redis_client()
+    client = cache.redis_client()
     if client is not None:
         try:
             return _pending_add(client, ids)
@@ -227,12 +227,6 @@ def _queue_failed(exc: Exception, *, visitors: int) -> None:
     )
 
 
-def _redis_client() -> Any:
-    """The raw Redis client behind the default cache, or None for another backend."""
-    get_client = getattr(getattr(djcache, "client", None), "get_client", None)
-    return get_client(write=True) if get_client else None
-
-
 def _pending_add(client: Any, ids: list[str]) -> int:
     pipe = client.pipeline(transaction=False)
     pipe.sadd(djcache.make_key(PENDING_SET), *ids)
@@ -269,7 +263,7 @@ def pending_visitors_drain(
     *, batch: int = RESEGMENT_CHUNK, max_batches: int = DRAIN_MAX_BATCHES
 ) -> int:
     """Score the pending visitors, `batch` at a time; the number scored. Run by the drain task."""
-    client = _redis_client()
+    client = cache.redis_client()
     if client is None:
         return 0
     pending = djcache.make_key(PENDING_SET)
@@ -315,7 +309,7 @@ def _one_by_one(ids: list[str]) -> int:
 
 def resegment_pending(user_pseudo_id: str) -> bool:
     """Whether the visitor is waiting for re-segmentation (queued, not yet scored)."""
-    client = _redis_client()
+    client = cache.redis_client()
     if client is not None:
         return bool(client.sismember(djcache.make_key(PENDING_SET), user_pseudo_id))
     return djcache.get(pending_key(user_pseudo_id)) is not None
@@ -549,7 +543,7 @@ def _forget_cached(user_pseudo_id: str) -> None:
     cache.forget_visitor(user_pseudo_id)
     try:
         djcache.delete(pending_key(user_pseudo_id))
-        client = _redis_client()
+        client = cache.redis_client()
         if client is not None:
             client.srem(djcache.make_key(PENDING_SET), user_pseudo_id)
     except Exception:  # a cache outage: the pending mark expires on its own

@@ -196,6 +196,8 @@ RESEGMENT_SWEEP_LIMIT = env.int("RESEGMENT_SWEEP_LIMIT", default=5000)
 PERSONALIZATION_HOLDOUT_PERCENT = env.float("PERSONALIZATION_HOLDOUT_PERCENT", default=10.0)
 PERSONALIZATION_HOLDOUT_SALT = env.str("PERSONALIZATION_HOLDOUT_SALT", default="holdout-v1")
 PERSONALIZATION_CACHE_TIMEOUT = env.int("PERSONALIZATION_CACHE_TIMEOUT", default=3600)
+# Answers each web process keeps in memory in front of Redis (0: none). About 1.5 KB each.
+PERSONALIZATION_LOCAL_CACHE_SIZE = env.int("PERSONALIZATION_LOCAL_CACHE_SIZE", default=10_000)
 # The admin events search's `count` may lag new events by this much (0: exact every time).
 ADMIN_EVENTS_COUNT_CACHE_SECONDS = env.int("ADMIN_EVENTS_COUNT_CACHE_SECONDS", default=10)
 PERSONALIZATION_FEATURED_PROJECTS = env.int("PERSONALIZATION_FEATURED_PROJECTS", default=4)
