@@ -831,6 +831,9 @@ def _insert_sql() -> str:
     # were all duplicates exists already, unless deleted since: then it stays deleted, as
     # visitors_merge_traits leaves it; it has no first/last seen to propose, and NOT NULL is
     # checked before ON CONFLICT, so it proposes +/-infinity, which LEAST/GREATEST ignore.
+    # Whether it exists is asked by a scalar subquery (true or NULL: the id is unique), an
+    # index lookup per row: as EXISTS the planner may hash the whole visitor table instead,
+    # once per batch, which made re-imports of big files crawl.
     # The last WHERE spares the rows that would not change a new version.
     return f"""
         WITH inserted AS (
@@ -851,7 +854,7 @@ def _insert_sql() -> str:
             FROM {STAGING_VISITORS} t LEFT JOIN seen s ON s.user_pseudo_id = t.user_pseudo_id
             WHERE s.user_pseudo_id IS NOT NULL OR (
                 t.traits <> '{{}}'
-                AND EXISTS (SELECT 1 FROM {visitors} o WHERE o.user_pseudo_id = t.user_pseudo_id)
+                AND (SELECT true FROM {visitors} o WHERE o.user_pseudo_id = t.user_pseudo_id)
             )
             ORDER BY t.user_pseudo_id COLLATE "C"
             ON CONFLICT (user_pseudo_id) DO UPDATE SET
