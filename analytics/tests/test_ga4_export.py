@@ -665,7 +665,7 @@ def test_import_export_file__read_in_process_or_thread__same_result(tmp_path, re
     assert [error["line"] for error in summary.errors] == [11, 32]
     assert counts(again) == (35, 0, 33, 2)
     assert RejectedEvent.objects.count() == 2
-    assert sorted(RejectedEvent.objects.values_list("line_number", flat=True)) == [11, 32]
+    assert set(RejectedEvent.objects.values_list("line_number", flat=True)) == {11, 32}
     assert Event.objects.count() == 30
     assert sum(Visitor.objects.values_list("event_count", flat=True)) == 30
 
@@ -681,7 +681,7 @@ def _reference_lines(data: bytes, limit: int):
     """The line reader as it was (readline), the one _Lines must agree with."""
     stream = io.BytesIO(data)
     number = 0
-    out = []
+    out: list[tuple[int, bytes | None]] = []
     while line := stream.readline(limit + 1):
         number += 1
         if len(line) > limit and not line.endswith(b"\n"):
