@@ -8,6 +8,9 @@ about ten times faster, it is COPYed into temporary staging tables and stored by
 statement: INSERT ... ON CONFLICT DO NOTHING for the events, then an upsert of the visitors
 that keeps first/last seen and counts as events_store does and merges traits as
 visitors_merge_traits does. The tests check that both paths store the same.
+The file is read, validated and keyed ahead of the storing, in a child process where one can
+start (see read_ahead), so that parsing and storing use two cores; on the COPY path that
+process hands over the staging tables' COPY text, ready to send.
 Row format: ../shared/INTEGRATIONS.md, "GA4 BigQuery export rows (NDJSON)".
 """
 
@@ -24,29 +27,28 @@ import re
 import threading
 import time
 import zlib
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
 from pathlib import Path
-from queue import Full, Queue
-from typing import IO, Any
+from queue import Queue
+from typing import Any
 
 import orjson
-from django.db import connection, models, transaction
+from django.db import connection, connections, models, transaction
 from django.utils import timezone
 from tqdm import tqdm
 
 from ops.metrics import EVENTS_DUPLICATE, EVENTS_INGESTED
 
 from .models import Event, EventSource, GA4ExportUpload, ImportStatus, RejectedEvent, Visitor
+from .read_ahead import ReadAhead
 from .services import (
     EventIn,
     RejectedIn,
     content_dedupe_key,
     events_store,
     events_stored_announce,
-    page_fields,
     rejected_events_store,
     visitors_merge_traits,
 )
@@ -78,13 +80,13 @@ STREAM_DAMAGE = (EOFError, zlib.error, gzip.BadGzipFile)
 TRAIT_OBJECTS = ("device", "geo", "traffic_source")
 STAGING_EVENTS = "ga4_export_staging_events"
 STAGING_VISITORS = "ga4_export_staging_visitors"
+# What the staging table holds; received_at and source, the same for a whole batch, are given
+# to the INSERT instead.
 STAGING_COLUMNS = (
     "event_name",
     "user_pseudo_id",
     "event_params",
     "occurred_at",
-    "received_at",
-    "source",
     "session_id",
     "page_location",
     "page_referrer",
@@ -94,6 +96,9 @@ STAGING_COLUMNS = (
 # whose JSON escapes could hold either gets the exact (slower) check.
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DIGITS = re.compile(r"[0-9]{1,19}")
+# Text COPY's special characters, in a value; anything else goes as it is.
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_COPY_TABS = len(STAGING_COLUMNS) - 1
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
 
 
@@ -120,20 +125,126 @@ class ImportSummary:
 
 @dataclass
 class _Batch:
-    events: list[EventIn] = field(default_factory=list)
-    # The COPY path's staging rows by dedupe key, made by the reading thread (see _read_ahead)
-    copy_rows: dict[str, tuple[Any, ...]] | None = None
+    """Up to batch_size lines, validated: events and dead letters, stored in one transaction.
+
+    Made where the file is read (a child process or thread, see read_ahead). On the COPY path
+    the events travel as the staging tables' COPY text, made there too: one line per distinct
+    dedupe key in `copy_events`, one per visitor in `copy_visitors`; elsewhere as EventIn.
+    """
+
+    copy: bool = False
+    events: list[EventIn] = field(default_factory=list)  # not on the COPY path
+    event_count: int = 0  # events taken, a repeated dedupe key included
     traits: dict[str, dict[str, Any]] = field(default_factory=dict)
     rejects: list[RejectedIn] = field(default_factory=list)
     position: int = 0  # bytes read from the file when the batch was complete
     received_at: datetime = field(default_factory=timezone.now)
-
-    @cached_property
-    def received_at_text(self) -> str:
-        return self.received_at.isoformat()
+    copy_events: bytes = b""
+    copy_visitors: bytes = b""
+    # Only the file's last batch tells these: lines read, and why the stream stopped early.
+    last_line: int = 0
+    damage: str = ""
+    # The COPY path's work in progress, emptied by finish(): staging rows by dedupe key.
+    _copy_rows: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return len(self.events) + len(self.rejects)
+        return self.event_count + len(self.rejects)
+
+    def take(
+        self,
+        name: str,
+        user: str,
+        occurred_at: datetime,
+        params: dict[str, Any],
+        params_json: str,
+        data: dict[str, Any],
+    ) -> None:
+        """One valid row."""
+        self.event_count += 1
+        if self.copy:
+            self._copy_row_add(name, user, occurred_at.isoformat(), params, params_json)
+        else:
+            self.events.append(
+                EventIn(
+                    event_name=name,
+                    user_pseudo_id=user,
+                    occurred_at=occurred_at,
+                    event_params=params,
+                    session_id=_param_text(params, "ga_session_id")[:100],
+                    page_location=_param_text(params, "page_location"),
+                    page_referrer=_param_text(params, "page_referrer"),
+                )
+            )
+        # Every visitor of the batch gets an entry, with or without traits: the COPY path
+        # upserts visitors from these.
+        traits = self.traits.get(user)
+        if traits is None:
+            traits = self.traits[user] = {}
+        _traits_take(traits, data)
+
+    def _copy_row_add(
+        self, name: str, user: str, occurred_at: str, params: dict[str, Any], params_json: str
+    ) -> None:
+        """The event's staging row as COPY text, unless the batch has its dedupe key already.
+        The columns exactly as services._to_row fills them for events_store (the tests compare
+        the two paths); times as ISO text, which PostgreSQL parses faster than psycopg
+        formats a datetime."""
+        key = content_dedupe_key(user, name, occurred_at, params)
+        if key in self._copy_rows:
+            return
+        values = (
+            name,
+            user,
+            params_json,
+            occurred_at,
+            _param_text(params, "ga_session_id")[:100],
+            _param_text(params, "page_location"),
+            _param_text(params, "page_referrer"),
+            key,
+        )
+        line = "\t".join(values)
+        # Rarely a value needs escaping (names, visitor ids, times and keys are plain by
+        # validation; JSON holds no raw control character): look at the whole line at once.
+        if "\\" in line or "\n" in line or "\r" in line or line.count("\t") != _COPY_TABS:
+            line = "\t".join([_copy_escape(value) for value in values])
+        self._copy_rows[key] = line
+
+    def finish(self) -> None:
+        """Complete the COPY text: what is sent to the storing side is bytes alone. Rows go
+        in the order the INSERT sorts them in (dedupe key, visitor id; byte order), sorted
+        here, where there is a core to spare: PostgreSQL then finds them sorted already."""
+        if not self.copy:
+            return
+        rows = self._copy_rows
+        self.copy_events = "".join([f"{rows[key]}\n" for key in sorted(rows)]).encode()
+        traits = self.traits
+        self.copy_visitors = b"".join(
+            [b"%s\t%s\n" % (uid.encode(), _copy_json(traits[uid])) for uid in sorted(traits)]
+        )
+        self._copy_rows, self.traits = {}, {}
+
+
+def _param_text(params: dict[str, Any], name: str) -> str:
+    """A param as text for a column; absent or null is "" (services.param_text)."""
+    value = params.get(name)
+    return "" if value is None else str(value)
+
+
+def _copy_json(value: Any) -> bytes:
+    """Compact JSON for a jsonb column, escaped for text COPY (JSON holds no raw control
+    character: only its backslashes need doubling)."""
+    try:
+        encoded = orjson.dumps(value)
+    except orjson.JSONEncodeError:  # an integer past 64 bits
+        encoded = _PARAMS_ENCODER.encode(value).encode()
+    return encoded.replace(b"\\", b"\\\\") if b"\\" in encoded else encoded
+
+
+def _copy_escape(text: str) -> str:
+    """A value for text COPY: backslash, newline, carriage return and tab escaped."""
+    if not _COPY_SPECIAL.search(text):
+        return text
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
 
 
 def import_export_file(
@@ -141,15 +252,18 @@ def import_export_file(
     *,
     context: str = "",
     progress: bool = False,
-    batch_size: int = 5000,
+    batch_size: int = 20_000,
     use_copy: bool | None = None,
+    read_in_process: bool | None = None,
 ) -> ImportSummary:
     """Import a GA4 BigQuery-export NDJSON file (gzip detected by its magic bytes).
 
     Bad lines are dead-lettered with their line number and skipped; a damaged gzip stream
     keeps what precedes the damage. `context` names the file in dead letters (default: its
     name). `use_copy` picks the PostgreSQL COPY path (default: on PostgreSQL) or forces the
-    portable `events_store` path with False.
+    portable `events_store` path with False. `read_in_process` reads the file in a child
+    process (default: on the COPY path); where none can start, as in a daemonic process, a
+    thread reads it.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -159,21 +273,24 @@ def import_export_file(
         use_copy = connection.vendor == "postgresql"
     elif use_copy and connection.vendor != "postgresql":
         raise ValueError("the COPY path needs PostgreSQL")
+    if read_in_process is None:
+        read_in_process = use_copy
     summary = ImportSummary()
     started = time.monotonic()
-    with _cycle_collector_paused(), path.open("rb") as raw:
-        is_gzip = raw.read(2) == GZIP_MAGIC
-        raw.seek(0)
-        stream: io.BufferedIOBase = gzip.GzipFile(fileobj=raw, mode="rb") if is_gzip else raw
+    size = path.stat().st_size
+    last: _Batch | None = None
+
+    def produce() -> Iterator[_Batch]:
+        return _read_batches(path, batch_size=batch_size, use_copy=use_copy, context=context)
+
+    with _cycle_collector_paused():
         if use_copy:
             _staging_prepare()
-        lines = _Lines(stream)
-        batches = _batches(
-            lines, raw, batch_size=batch_size, use_copy=use_copy, context=context, summary=summary
-        )
+        # Started before the progress bar: a child process is forked before its thread exists.
         with (
+            ReadAhead(produce, process=read_in_process) as ready,
             tqdm(
-                total=path.stat().st_size,
+                total=size,
                 unit="B",
                 unit_scale=True,
                 unit_divisor=1024,
@@ -181,21 +298,24 @@ def import_export_file(
                 disable=not progress,
                 leave=False,
             ) as bar,
-            contextlib.closing(_read_ahead(batches)) as ready,
+            _Announcer() as announcer,
         ):
             for batch in ready:
-                _flush(batch, context=context, summary=summary)
+                _account(batch, summary)
+                _flush(batch, context=context, summary=summary, announcer=announcer)
                 bar.update(batch.position - bar.n)
-    if lines.damage:
+                last = batch
+    if last is not None and last.damage:
         summary.truncated = True
         summary.errors.append(
-            {"line": lines.line_number + 1, "error": f"file truncated or corrupt: {lines.damage}"}
+            {"line": last.last_line + 1, "error": f"file truncated or corrupt: {last.damage}"}
         )
     logger.info(
         "ga4_export.imported",
         extra={
             "context": context,
             "seconds": round(time.monotonic() - started, 3),
+            "reader": "process" if ready.in_process else "thread",
             **{k: v for k, v in summary.as_dict().items() if k != "errors"},
         },
     )
@@ -252,92 +372,99 @@ def _cycle_collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _batches(
-    lines: _Lines,
-    raw: IO[bytes],
-    *,
-    batch_size: int,
-    use_copy: bool,
-    context: str,
-    summary: ImportSummary,
-) -> Iterator[_Batch]:
-    def new_batch() -> _Batch:
-        return _Batch(copy_rows={} if use_copy else None)
-
-    batch = new_batch()
-    for line_number, line in lines:
-        summary.rows_read += 1
-        _take_line(batch, line, line_number, context=context, summary=summary)
-        if len(batch) >= batch_size:
-            batch.position = raw.tell()
-            yield batch
-            batch = new_batch()
-    batch.position = raw.tell()
-    yield batch
-
-
-_DONE = object()
+def _read_batches(path: Path, *, batch_size: int, use_copy: bool, context: str) -> Iterator[_Batch]:
+    """The file's lines, validated into batches; the last one (maybe empty) tells how many
+    lines there were and whether the stream was damaged. Runs where the file is read (a child
+    process or thread): it touches no database connection."""
+    with path.open("rb") as raw:
+        is_gzip = raw.read(2) == GZIP_MAGIC
+        raw.seek(0)
+        stream: io.BufferedIOBase = gzip.GzipFile(fileobj=raw, mode="rb") if is_gzip else raw
+        lines = _Lines(stream)
+        batch = _Batch(copy=use_copy)
+        for line_number, line in lines:
+            _take_line(batch, line, line_number, context=context)
+            if len(batch) >= batch_size:
+                batch.position = raw.tell()
+                batch.finish()
+                yield batch
+                batch = _Batch(copy=use_copy)
+        batch.position = raw.tell()
+        batch.last_line = lines.line_number
+        batch.damage = lines.damage
+        batch.finish()
+        yield batch
 
 
-def _read_ahead(batches: Iterator[_Batch]) -> Generator[_Batch, None, None]:
-    """The batches, the next one read, parsed and keyed in a thread while the current one is
-    stored: PostgreSQL inserts while Python parses (the GIL is free while we wait on the
-    database), when the machine has a core to spare. At most three batches exist at a time:
-    stored, queued, being parsed. The thread touches no database connection; its exceptions
-    are raised here."""
-    queue: Queue[Any] = Queue(maxsize=1)
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                queue.put(item, timeout=0.1)
-                return True
-            except Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for batch in batches:
-                if not put(batch):
-                    return
-            put(_DONE)
-        except BaseException as exc:
-            put(exc)
-
-    thread = threading.Thread(target=produce, name="ga4-export-reader", daemon=True)
-    thread.start()
-    try:
-        while (item := queue.get()) is not _DONE:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
+def _account(batch: _Batch, summary: ImportSummary) -> None:
+    """Count a batch's lines and report its bad ones, the first MAX_ERRORS of the file."""
+    summary.rows_read += len(batch)
+    summary.rows_rejected += len(batch.rejects)
+    for item in batch.rejects:
+        if len(summary.errors) >= MAX_ERRORS:
+            break
+        message = "; ".join(f"{r['field']}: {r['message']}" for r in item.reasons)
+        summary.errors.append({"line": item.line_number, "error": message})
 
 
 class _Lines:
-    """(line number, line) of the non-blank lines; a line over MAX_LINE_BYTES comes as None.
-    Stops at a damaged gzip stream and keeps why in `damage`."""
+    """(line number, line) of the non-blank lines, without their line break; a line over
+    MAX_LINE_BYTES comes as None, and is never held whole. Stops at a damaged gzip stream,
+    after every line completed before the damage, and keeps why in `damage`."""
 
-    def __init__(self, stream: io.BufferedIOBase) -> None:
+    def __init__(
+        self,
+        stream: io.BufferedIOBase,
+        *,
+        max_line_bytes: int = MAX_LINE_BYTES,
+        chunk_bytes: int = 64 * 1024,
+    ) -> None:
         self.stream = stream
+        self.max_line_bytes = max_line_bytes
+        self.chunk_bytes = chunk_bytes
         self.line_number = 0
         self.damage = ""
 
     def __iter__(self) -> Iterator[tuple[int, bytes | None]]:
-        readline = self.stream.readline
+        # Chunks split into lines: a third of readline's time per line. read1 makes one read
+        # of the stream at most, so a damaged stream loses no line completed before it.
+        read1, size, limit = self.stream.read1, self.chunk_bytes, self.max_line_bytes
+        head = b""  # the current line's start, from earlier chunks
+        too_long = False  # the current line is over the limit: skipped to its end
         try:
-            while line := readline(MAX_LINE_BYTES + 1):
+            while chunk := read1(size):
+                lines = chunk.split(b"\n")
+                tail = lines.pop()  # the start of a line the next chunk ends
+                if lines:
+                    first = lines[0]
+                    if too_long or len(head) + len(first) > limit:
+                        lines[0] = b""
+                        self.line_number += 1
+                        yield self.line_number, None
+                        start = 1
+                    else:
+                        lines[0] = head + first if head else first
+                        start = 0
+                    head, too_long = b"", False
+                    for index in range(start, len(lines)):
+                        line = lines[index]
+                        self.line_number += 1
+                        if len(line) > limit:
+                            yield self.line_number, None
+                        elif line and not line.isspace():
+                            yield self.line_number, line
+                if too_long:
+                    continue
+                if len(head) + len(tail) > limit:
+                    head, too_long = b"", True
+                else:
+                    head += tail
+            if too_long or head:
                 self.line_number += 1
-                if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
-                    while (rest := readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
-                        pass
+                if too_long:
                     yield self.line_number, None
-                elif not line.isspace():
-                    yield self.line_number, line
+                elif not head.isspace():
+                    yield self.line_number, head
         except STREAM_DAMAGE as exc:
             self.damage = f"{type(exc).__name__}: {exc}"
 
@@ -368,9 +495,7 @@ def _json_text(value: Any) -> str:
         return _PARAMS_ENCODER.encode(value)
 
 
-def _take_line(
-    batch: _Batch, line: bytes | None, line_number: int, *, context: str, summary: ImportSummary
-) -> None:
+def _take_line(batch: _Batch, line: bytes | None, line_number: int, *, context: str) -> None:
     """Validate one line into the batch, as an event or as a dead letter."""
     data: Any = None
     try:
@@ -397,33 +522,28 @@ def _take_line(
             raise _RowError(
                 "line", "Text holds NUL or unpaired surrogate characters.", "TEXT_INVALID"
             )
-        event, params_json = _parse_row(data)
+        name, user, occurred_at, params, params_json = _parse_row(data)
     except _RowError as exc:
-        reasons = [exc.reason]
         stored = isinstance(data, dict) and exc.reason["code"] != "TEXT_INVALID"
         if stored:
             payload = data
         else:
             text = "" if line is None else line.decode("utf-8", "replace")
             payload = {"raw": _raw_text(text)}
-        _reject(batch, payload, reasons, line_number, context=context, summary=summary)
+        batch.rejects.append(
+            RejectedIn(
+                payload=payload, reasons=[exc.reason], context=context, line_number=line_number
+            )
+        )
         return
-    batch.events.append(event)
-    if batch.copy_rows is not None:
-        _copy_row_add(batch.copy_rows, event, params_json, batch.received_at_text)
-    # Every visitor of the batch gets an entry, with or without traits: the COPY path
-    # upserts visitors from these.
-    traits = batch.traits.get(event.user_pseudo_id)
-    if traits is None:
-        traits = batch.traits[event.user_pseudo_id] = {}
-    _traits_take(traits, data)
+    batch.take(name, user, occurred_at, params, params_json, data)
 
 
-def _parse_row(data: dict[str, Any]) -> tuple[EventIn, str]:
-    """A decoded export row → the event and its params as JSON. Raises _RowError for the
-    first problem found."""
+def _parse_row(data: dict[str, Any]) -> tuple[str, str, datetime, dict[str, Any], str]:
+    """A decoded export row → (event name, visitor, time, params, params as JSON). Raises
+    _RowError for the first problem found."""
     name = data.get("event_name")
-    if not isinstance(name, str) or not EVENT_NAME_RE.fullmatch(name):
+    if type(name) is not str or (name not in _VALID_NAMES and not _valid_name(name)):
         raise _RowError("event_name", EVENT_NAME_MESSAGE, "NAME_INVALID")
     user = data.get("user_pseudo_id")
     if not isinstance(user, str) or not USER_PSEUDO_ID_RE.fullmatch(user):
@@ -443,16 +563,19 @@ def _parse_row(data: dict[str, Any]) -> tuple[EventIn, str]:
             f"Must be at most {MAX_PARAMS_BYTES} bytes serialized; got {size}.",
             "PARAMS_TOO_LARGE",
         )
-    event = EventIn(
-        event_name=name,
-        user_pseudo_id=user,
-        occurred_at=occurred_at,
-        event_params=params,
-        session_id="" if (session := params.get("ga_session_id")) is None else str(session)[:100],
-        page_location="" if (page := params.get("page_location")) is None else str(page),
-        page_referrer="" if (referrer := params.get("page_referrer")) is None else str(referrer),
-    )
-    return event, params_json
+    return name, user, occurred_at, params, params_json
+
+
+# An export holds a few dozen event names: each is checked once.
+_VALID_NAMES: set[str] = set()
+
+
+def _valid_name(name: str) -> bool:
+    if not EVENT_NAME_RE.fullmatch(name):
+        return False
+    if len(_VALID_NAMES) < 10_000:
+        _VALID_NAMES.add(name)
+    return True
 
 
 def _occurred_at(value: Any) -> datetime:
@@ -504,7 +627,7 @@ def _flatten(items: Any, field_name: str) -> dict[str, Any]:
                 flat[key] = text
                 continue
             number = value.get("int_value")
-            if text is None and type(number) is str and _INTEGER.fullmatch(number):
+            if text is None and type(number) is str and _is_int64_text(number):
                 flat[key] = int(number)
                 continue
         try:
@@ -512,6 +635,13 @@ def _flatten(items: Any, field_name: str) -> dict[str, Any]:
         except ValueError as exc:
             raise _RowError(f"{field_name}.{index}.value", str(exc), "PARAMS_INVALID") from exc
     return flat
+
+
+def _is_int64_text(text: str) -> bool:
+    """_INTEGER.fullmatch, faster for the usual non-negative numbers."""
+    if text.isdigit() and text.isascii():
+        return len(text) <= 19
+    return _INTEGER.fullmatch(text) is not None
 
 
 def _scalar(value: Any) -> Any:
@@ -567,51 +697,86 @@ def _raw_text(text: str) -> str:
     return text[:MAX_RAW_CHARS].rstrip("\r\n").replace("\x00", "\ufffd")
 
 
-def _reject(
-    batch: _Batch,
-    payload: dict[str, Any],
-    reasons: list[dict[str, str]],
-    line_number: int,
-    *,
-    context: str,
-    summary: ImportSummary,
-) -> None:
-    summary.rows_rejected += 1
-    if len(summary.errors) < MAX_ERRORS:
-        message = "; ".join(f"{r['field']}: {r['message']}" for r in reasons)
-        summary.errors.append({"line": line_number, "error": message})
-    batch.rejects.append(
-        RejectedIn(payload=payload, reasons=reasons, context=context, line_number=line_number)
-    )
+class _Announcer:
+    """events_stored_announce for the COPY path's batches, from a thread while the import goes
+    on: queueing re-segmentation costs a few µs per visitor, which the import's process would
+    otherwise spend while PostgreSQL waits for the next batch. In order, after each commit
+    (announce() is an on_commit callback). A listener's exception is raised by the next
+    announce() or by leaving the context. Once closed, it announces directly."""
+
+    def __init__(self) -> None:
+        self._queue: Queue[tuple[str, ...] | None] = Queue(maxsize=4)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._closed = False
+
+    def announce(self, user_pseudo_ids: tuple[str, ...]) -> None:
+        if self._closed:
+            events_stored_announce(user_pseudo_ids, SOURCE)
+            return
+        self._raise_error()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="ga4-export-announcer")
+            self._thread.start()
+        self._queue.put(user_pseudo_ids)
+
+    def _run(self) -> None:
+        try:
+            while (user_pseudo_ids := self._queue.get()) is not None:
+                if self._error is None:
+                    try:
+                        events_stored_announce(user_pseudo_ids, SOURCE)
+                    except BaseException as exc:
+                        self._error = exc
+        finally:
+            # A listener may have used the database (an eager Celery task does): this
+            # thread's connections end with it.
+            connections.close_all()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def __enter__(self) -> _Announcer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._closed = True
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+        if exc_info[0] is None:
+            self._raise_error()
 
 
-def _flush(batch: _Batch, *, context: str, summary: ImportSummary) -> None:
+def _flush(batch: _Batch, *, context: str, summary: ImportSummary, announcer: _Announcer) -> None:
     """Store one batch, all or nothing."""
     if not len(batch):
         return
     with transaction.atomic():
         rejected_events_store(source=SOURCE, items=_new_rejects(batch.rejects, context=context))
-        imported = _events_store_batch(batch) if batch.events else 0
+        imported = _events_store_batch(batch, announcer) if batch.event_count else 0
     summary.rows_imported += imported
-    summary.rows_duplicate += len(batch.events) - imported
+    summary.rows_duplicate += batch.event_count - imported
 
 
-def _events_store_batch(batch: _Batch) -> int:
+def _events_store_batch(batch: _Batch, announcer: _Announcer) -> int:
     """The batch's events and visitors; how many events were new."""
-    if batch.copy_rows is None:
+    if not batch.copy:
         imported = events_store(events=batch.events, source=SOURCE).accepted
         visitors_merge_traits(
             traits_by_visitor={uid: traits for uid, traits in batch.traits.items() if traits}
         )
         return imported
-    new_by_visitor = _store_copy(batch.copy_rows, batch.traits)
+    new_by_visitor = _store_copy(batch)
     imported = sum(new_by_visitor.values())
     # What events_store does after its inserts: re-segmentation hears of them after commit.
     user_pseudo_ids = tuple(sorted(new_by_visitor))
     if user_pseudo_ids:
-        transaction.on_commit(lambda: events_stored_announce(user_pseudo_ids, SOURCE))
+        transaction.on_commit(lambda: announcer.announce(user_pseudo_ids))
     EVENTS_INGESTED.labels(SOURCE.value).inc(imported)
-    EVENTS_DUPLICATE.labels(SOURCE.value).inc(len(batch.events) - imported)
+    EVENTS_DUPLICATE.labels(SOURCE.value).inc(batch.event_count - imported)
     return imported
 
 
@@ -659,16 +824,22 @@ def _insert_sql() -> str:
     quote = connection.ops.quote_name
     events, visitors = quote(Event._meta.db_table), quote(Visitor._meta.db_table)
     columns = _column_list()
+    received_at, source = quote("received_at"), quote("source")
     # Rows go in dedupe-key order, visitors in user_pseudo_id order: two imports of overlapping
-    # files then take their locks in the same order and cannot deadlock. A visitor whose rows
+    # files then take their locks in the same order and cannot deadlock (byte order, COLLATE
+    # "C": any one order will do, and this one sorts fastest). A visitor whose rows
     # were all duplicates exists already, unless deleted since: then it stays deleted, as
     # visitors_merge_traits leaves it; it has no first/last seen to propose, and NOT NULL is
     # checked before ON CONFLICT, so it proposes +/-infinity, which LEAST/GREATEST ignore.
+    # Whether it exists is asked by a scalar subquery (true or NULL: the id is unique), an
+    # index lookup per row: as EXISTS the planner may hash the whole visitor table instead,
+    # once per batch, which made re-imports of big files crawl.
     # The last WHERE spares the rows that would not change a new version.
     return f"""
         WITH inserted AS (
-            INSERT INTO {events} ({columns})
-            SELECT {columns} FROM {STAGING_EVENTS} ORDER BY dedupe_key
+            INSERT INTO {events} ({columns}, {received_at}, {source})
+            SELECT {columns}, %s::timestamptz, %s FROM {STAGING_EVENTS}
+            ORDER BY dedupe_key COLLATE "C"
             ON CONFLICT (dedupe_key) DO NOTHING
             RETURNING user_pseudo_id, occurred_at
         ), seen AS (
@@ -683,9 +854,9 @@ def _insert_sql() -> str:
             FROM {STAGING_VISITORS} t LEFT JOIN seen s ON s.user_pseudo_id = t.user_pseudo_id
             WHERE s.user_pseudo_id IS NOT NULL OR (
                 t.traits <> '{{}}'
-                AND EXISTS (SELECT 1 FROM {visitors} o WHERE o.user_pseudo_id = t.user_pseudo_id)
+                AND (SELECT true FROM {visitors} o WHERE o.user_pseudo_id = t.user_pseudo_id)
             )
-            ORDER BY t.user_pseudo_id
+            ORDER BY t.user_pseudo_id COLLATE "C"
             ON CONFLICT (user_pseudo_id) DO UPDATE SET
                 first_seen = LEAST(v.first_seen, EXCLUDED.first_seen),
                 last_seen = GREATEST(v.last_seen, EXCLUDED.last_seen),
@@ -697,46 +868,27 @@ def _insert_sql() -> str:
     """  # noqa: S608 - identifiers from model metadata, no input
 
 
-def _copy_row_add(
-    rows: dict[str, tuple[Any, ...]], event: EventIn, params_json: str, received_at: str
-) -> None:
-    """The event's staging row, unless the batch has it already."""
-    # Times go to COPY as ISO text: psycopg formatting a datetime per row costs more.
-    occurred_at = event.occurred_at.isoformat()
-    key = content_dedupe_key(
-        event.user_pseudo_id, event.event_name, occurred_at, event.event_params
-    )
-    if key in rows:
-        return
-    # The columns exactly as services._to_row fills them for events_store (a model instance
-    # per row would cost a fifth of the import's time); the tests compare the two paths.
-    rows[key] = (
-        event.event_name,
-        event.user_pseudo_id,
-        params_json,
-        occurred_at,
-        received_at,
-        SOURCE.value,
-        *page_fields(event),
-        key,
-    )
+_WORK_MEM_SQL = """
+    SELECT set_config('work_mem',
+                      GREATEST(pg_size_bytes(current_setting('work_mem')), %s) / 1024 || 'kB',
+                      true)
+"""
 
 
-def _store_copy(
-    rows: dict[str, tuple[Any, ...]], traits: dict[str, dict[str, Any]]
-) -> dict[str, int]:
+def _store_copy(batch: _Batch) -> dict[str, int]:
     """PostgreSQL: COPY the batch into staging, insert what is new, fold it into visitors.
     Returns how many events were new, by visitor. Must run inside the batch's transaction."""
     with connection.cursor() as cursor:
+        # Room to sort the batch in memory: past work_mem (4 MB by default, a few thousand
+        # rows) the sorts would spill to disk.
+        cursor.execute(_WORK_MEM_SQL, [3 * (len(batch.copy_events) + len(batch.copy_visitors))])
         copy_events = f"COPY {STAGING_EVENTS} ({_column_list()}) FROM STDIN"
         with cursor.cursor.copy(copy_events) as copy:
-            for row in rows.values():
-                copy.write_row(row)
+            copy.write(batch.copy_events)
         copy_visitors = f"COPY {STAGING_VISITORS} (user_pseudo_id, traits) FROM STDIN"
         with cursor.cursor.copy(copy_visitors) as copy:
-            for uid, known in traits.items():
-                copy.write_row((uid, _json_text(known)))
-        cursor.execute(_insert_sql())
+            copy.write(batch.copy_visitors)
+        cursor.execute(_insert_sql(), [batch.received_at, SOURCE.value])
         new_by_visitor = {uid: int(count) for uid, count in cursor.fetchall()}
         cursor.execute(f"TRUNCATE {STAGING_EVENTS}, {STAGING_VISITORS}")
     return new_by_visitor

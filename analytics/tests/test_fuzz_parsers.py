@@ -226,18 +226,25 @@ export_rows = st.fixed_dictionaries(
     )
 )
 def test_export_lines_each_become_an_event_or_their_own_dead_letter(lines):
-    batch = ga4_export._Batch(copy_rows={})
-    summary = ga4_export.ImportSummary()
+    batch = ga4_export._Batch()
+    copy_batch = ga4_export._Batch(copy=True)
     taken = 0
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         taken += 1
-        ga4_export._take_line(batch, line + b"\n", number, context="fuzz", summary=summary)
-    assert len(batch.events) + len(batch.rejects) == taken
+        ga4_export._take_line(batch, line + b"\n", number, context="fuzz")
+        ga4_export._take_line(copy_batch, line + b"\n", number, context="fuzz")
+    assert len(batch.events) == batch.event_count
+    assert batch.event_count + len(batch.rejects) == taken
+    summary = ga4_export.ImportSummary()
+    ga4_export._account(batch, summary)
     assert summary.rows_rejected == len(batch.rejects)
     for event in batch.events:
         assert_storable_event(event)
     for item in batch.rejects:
         assert_reported(item)
         assert item.line_number is not None
+    # The COPY path takes and refuses the same lines.
+    assert copy_batch.event_count == batch.event_count
+    assert copy_batch.rejects == batch.rejects

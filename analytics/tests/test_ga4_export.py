@@ -5,6 +5,7 @@ the two must store the same rows, which the PostgreSQL run also checks directly.
 """
 
 import gzip
+import io
 import json
 import uuid
 import zlib
@@ -30,6 +31,7 @@ from analytics.models import (
 )
 from analytics.signals import events_stored
 from analytics.tasks import import_ga4_upload
+from conftest import run_celery_worker
 
 T0 = 1_732_000_000_000_000  # µs: 2024-11-19 07:06:40 UTC
 MOMENT = datetime(2024, 11, 19, 7, 6, 40, tzinfo=UTC)
@@ -559,6 +561,17 @@ def test_import_export_file__copy_path_and_events_store_path__store_the_same(tmp
         export_row(user_id="member-7", user_properties={"plan": "pro", "visits": 3}),
         export_row(params={"page_referrer": "https://www.google.com/", "ga_session_id": None}),
         export_row(params={"page_location": None, "score": 0.25}),
+        # Text COPY's special characters, in the columns and in the params' JSON.
+        export_row(
+            micros=T0 + 99,
+            params={
+                "page_location": "https://jane.dev/a\tb\nc\\d\re",
+                "page_referrer": "\\N",
+                "ga_session_id": "s\t1\\",
+                "page_title": 'Caf\u00e9 "LLM" \\. \U0001f600',
+            },
+            user_properties={"quote": 'say "hi"\\'},
+        ),
     ]
     path = write_export(tmp_path / "export.json.gz", [*rows, rows[0], "{}\n"], compress=True)
     results = []
@@ -571,7 +584,7 @@ def test_import_export_file__copy_path_and_events_store_path__store_the_same(tmp
         RejectedEvent.objects.all().delete()
 
     assert results[0] == results[1]
-    assert results[0][0] == (10, 8, 1, 1)
+    assert results[0][0] == (11, 9, 1, 1)
 
 
 @pytest.mark.django_db
@@ -584,6 +597,114 @@ def test_import_export_file__copy_path_without_postgresql__refused(tmp_path):
 
     with pytest.raises(ValueError, match="PostgreSQL"):
         import_export_file(path, use_copy=True)
+
+
+# Keys computed by the import as it was before the COPY text was made by the reading process:
+# stored events must keep deduplicating re-imports of the same rows.
+PINNED_ROWS = [
+    (
+        {
+            "event_timestamp": "1732000000123456",
+            "event_name": "page_view",
+            "user_pseudo_id": "1234567.7654321",
+            "event_params": [
+                {"key": "ga_session_id", "value": typed(1732000000)},
+                {"key": "page_location", "value": typed("https://jane.dev/projects/llm-eval")},
+                {"key": "page_title", "value": typed('Caf\u00e9 "LLM"\tharness\\')},
+                {"key": "score", "value": typed(0.25)},
+                {"key": "engagement_time_msec", "value": typed(5120)},
+            ],
+        },
+        "7b70032e043c0e48a381f6c0c8edffe4de767129142e75ef4909659d5d3f8c98",
+    ),
+    (
+        {
+            "event_timestamp": "1732000001000000",
+            "event_name": "scroll",
+            "user_pseudo_id": "42.42",
+            "event_params": [],
+        },
+        "56af778c25e550ddf5fa986b7ef8a14197ae688f637dd94eaa1aed29745959ec",
+    ),
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("use_copy", [None, False])
+def test_import_export_file__known_rows__dedupe_keys_unchanged(tmp_path, use_copy):
+    path = write_export(tmp_path / "export.json", [row for row, _ in PINNED_ROWS])
+
+    assert counts(import_export_file(path, use_copy=use_copy)) == (2, 2, 0, 0)
+
+    assert set(Event.objects.values_list("dedupe_key", flat=True)) == {
+        key for _, key in PINNED_ROWS
+    }
+    event = Event.objects.get(dedupe_key=PINNED_ROWS[0][1])
+    assert event.event_params["page_title"] == 'Caf\u00e9 "LLM"\tharness\\'
+    assert event.occurred_at == datetime(2024, 11, 19, 7, 6, 40, 123456, tzinfo=UTC)
+    assert (event.session_id, event.page_location) == (
+        "1732000000",
+        "https://jane.dev/projects/llm-eval",
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("read_in_process", [True, False])
+def test_import_export_file__read_in_process_or_thread__same_result(tmp_path, read_in_process):
+    rows = [
+        export_row(user=f"{n % 4}.{n % 4}", micros=T0 + n * 1_000, params={"n": n % 9})
+        for n in range(30)
+    ]
+    lines = [*rows[:10], "nope\n", *rows[10:], _with(event_name="bad name"), *rows[:3], "\n"]
+    path = write_export(tmp_path / "export.json.gz", lines, compress=True)
+
+    summary = import_export_file(path, batch_size=7, read_in_process=read_in_process)
+    again = import_export_file(path, batch_size=4, read_in_process=read_in_process)
+
+    assert counts(summary) == (35, 30, 3, 2)
+    assert [error["line"] for error in summary.errors] == [11, 32]
+    assert counts(again) == (35, 0, 33, 2)
+    assert RejectedEvent.objects.count() == 2
+    assert set(RejectedEvent.objects.values_list("line_number", flat=True)) == {11, 32}
+    assert Event.objects.count() == 30
+    assert sum(Visitor.objects.values_list("event_count", flat=True)) == 30
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("read_in_process", [True, False])
+def test_import_export_file__unreadable__os_error_raised(tmp_path, read_in_process):
+    with pytest.raises(IsADirectoryError):
+        import_export_file(tmp_path, read_in_process=read_in_process)
+
+
+def _reference_lines(data: bytes, limit: int):
+    """The line reader as it was (readline), the one _Lines must agree with."""
+    stream = io.BytesIO(data)
+    number = 0
+    out: list[tuple[int, bytes | None]] = []
+    while line := stream.readline(limit + 1):
+        number += 1
+        if len(line) > limit and not line.endswith(b"\n"):
+            while (rest := stream.readline(limit)) and not rest.endswith(b"\n"):
+                pass
+            out.append((number, None))
+        elif not line.isspace():
+            out.append((number, line.rstrip(b"\n")))
+    return out, number
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from([b"a", b"bc", b" ", b"\r", b"\n", b"\n\n", b"xyz" * 3]), max_size=40),
+    st.integers(min_value=1, max_value=12),
+    st.integers(min_value=1, max_value=9),
+)
+def test_lines__any_bytes_chunking_and_limit__same_as_readline(pieces, limit, chunk):
+    data = b"".join(pieces)
+    lines = ga4_export._Lines(
+        io.BufferedReader(io.BytesIO(data)), max_line_bytes=limit, chunk_bytes=chunk
+    )
+    assert (list(lines), lines.line_number) == _reference_lines(data, limit)
 
 
 # --- Management command ------------------------------------------------------------------------
@@ -686,6 +807,28 @@ def test_import_upload__file_gone__failed_with_error_and_raised(tmp_path, settin
     assert upload.status == ImportStatus.FAILED
     assert "FileNotFoundError" in upload.errors[0]["error"]
     assert upload.finished_at is not None
+
+
+@pytest.mark.real_worker
+@pytest.mark.django_db(transaction=True)
+def test_import_ga4_upload_task__prefork_worker__imports_reading_in_a_thread():
+    # A prefork pool's children are daemonic: the import cannot start its reading process
+    # there and reads in a thread instead.
+    data = _export_bytes([*session(count=3), *session(user="42.42", count=2)])
+    upload = GA4ExportUpload.objects.create(
+        file=ContentFile(data, name=f"test-{uuid.uuid4().hex}.json.gz")
+    )
+    try:
+        with run_celery_worker("--pool=prefork", "--concurrency=1") as worker:
+            result = import_ga4_upload.apply_async(args=[upload.id], queue=worker.queue)
+            result.get(timeout=60)
+
+        upload.refresh_from_db()
+        assert upload.status == ImportStatus.DONE
+        assert (upload.rows_read, upload.rows_imported, upload.rows_rejected) == (5, 5, 0)
+        assert Visitor.objects.get(user_pseudo_id="42.42").event_count == 2
+    finally:
+        upload.file.delete(save=False)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -25,7 +25,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("files", nargs="+", metavar="FILE", help="NDJSON or NDJSON.gz file.")
         parser.add_argument(
-            "--batch-size", type=positive_int, default=5000, help="Rows per transaction (5000)."
+            "--batch-size", type=positive_int, default=20_000, help="Rows per transaction (20000)."
         )
         parser.add_argument("--quiet", action="store_true", help="No progress bar.")
 
