@@ -192,8 +192,9 @@ class LocalResponses:
 
     Every read first applies the messages that have arrived (a non-blocking poll of the
     subscription's socket, skipped while another thread of the process is doing it): a writer
-    publishes before its own request returns, so the next request anywhere sees the change. `generation` moves on every invalidation, so an answer
-    read from Redis before one arrived is not kept. Without a healthy subscription nothing is
+    publishes before its own request returns, so the next request anywhere sees the change.
+    `generation` moves on every invalidation, so an answer read from Redis before one arrived is
+    not kept. Without a healthy subscription nothing is
     served from here, and on (re)subscribing everything is forgotten, since messages may have
     been missed.
     """
