@@ -124,7 +124,7 @@ def _child_main(produce: Callable[[], Iterator[Any]], sender: Connection) -> Non
 
 def _picklable(exc: BaseException) -> BaseException:
     try:
-        pickle.loads(pickle.dumps(exc))  # noqa: S301 - our own bytes
+        pickle.loads(pickle.dumps(exc))  # noqa: S301  # nosec B301: bytes we just made
     except Exception:
         detail = "".join(traceback.format_exception(exc))
         return ReadAheadError(f"{type(exc).__name__}: {exc}\n{detail}")
