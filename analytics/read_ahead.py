@@ -132,22 +132,18 @@ def _picklable(exc: BaseException) -> BaseException:
 
 
 def _from_child(child: Any, receiver: Connection) -> Generator[Any, None, None]:
+    def receive() -> tuple[str, Any]:
+        try:
+            return receiver.recv()  # type: ignore[no-any-return]
+        except EOFError:
+            child.join(5)
+            raise ReadAheadError(
+                f"the reading process ended without a word (exit code {child.exitcode})"
+            ) from None
+
     try:
         yield _STARTED
-        while True:
-            try:
-                kind, value = receiver.recv()
-            except EOFError:
-                child.join(5)
-                raise ReadAheadError(
-                    f"the reading process ended without a word (exit code {child.exitcode})"
-                ) from None
-            if kind == _ITEM:
-                yield value
-            elif kind == _DONE:
-                return
-            else:
-                raise value
+        yield from _unpacked(receive)
     finally:
         receiver.close()
         child.join(1)
@@ -187,14 +183,19 @@ def _in_thread(produce: Callable[[], Iterator[Any]]) -> Generator[Any, None, Non
     thread.start()
     try:
         yield _STARTED
-        while True:
-            kind, value = queue.get()
-            if kind == _ITEM:
-                yield value
-            elif kind == _DONE:
-                return
-            else:
-                raise value
+        yield from _unpacked(queue.get)
     finally:
         stop.set()
         thread.join()
+
+
+def _unpacked(receive: Callable[[], tuple[str, Any]]) -> Iterator[Any]:
+    """The items of a (kind, value) stream, until _DONE; an _ERROR's exception raised here."""
+    while True:
+        kind, value = receive()
+        if kind == _ITEM:
+            yield value
+        elif kind == _DONE:
+            return
+        else:
+            raise value
