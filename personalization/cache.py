@@ -135,14 +135,13 @@ def publish_profiles(
     entries = {response_key(uid): (ruleset, versions[uid], body) for uid, body in responses.items()}
     try:
         cache.add(RULESET_KEY, ruleset, timeout=None)  # never over a newer one
-        cache.set_many(
-            {profile_version_key(uid): version for uid, version in versions.items()}, timeout=None
-        )
         cache.set_many(entries, timeout=settings.PERSONALIZATION_CACHE_TIMEOUT)
     except Exception as exc:
         _ERRORS.inc()
         logger.warning("p13n.cache.write_failed", extra={"error": type(exc).__name__})
-    _invalidate(versions)
+    # The versions last: until they move, the new entries are not read (nor are they after,
+    # if writing them failed: the database answers).
+    publish_profile_versions(versions)
 
 
 def publish_profile_versions(versions: dict[str, int]) -> None:
