@@ -157,15 +157,17 @@ def events_store(*, events: Sequence[EventIn], source: str = EventSource.API) ->
         rows.setdefault(row.dedupe_key, row)
     # One lock order for every writer, so overlapping batches cannot deadlock.
     ordered = [rows[key] for key in sorted(rows)]
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            inserted = _events_insert_postgres(ordered)
-        else:
+    if connection.vendor == "postgresql":
+        # One statement is one transaction: no BEGIN and COMMIT round trips.
+        inserted = _events_and_visitors_insert_postgres(ordered)
+    else:
+        with transaction.atomic():
             inserted = _events_insert_portable(ordered)
-        visitors_fold_events(inserted)
-        user_pseudo_ids = tuple(sorted({uid for uid, _ in inserted}))
-        if user_pseudo_ids:
-            transaction.on_commit(lambda: events_stored_announce(user_pseudo_ids, source))
+            _visitors_fold_events_portable(inserted)
+    user_pseudo_ids = tuple(sorted({uid for uid, _ in inserted}))
+    if user_pseudo_ids:
+        # Runs at once in autocommit, or after the caller's transaction commits.
+        transaction.on_commit(lambda: events_stored_announce(user_pseudo_ids, source))
     EVENTS_INGESTED.labels(source).inc(len(inserted))
     EVENTS_DUPLICATE.labels(source).inc(len(events) - len(inserted))
     return StoreResult(
@@ -182,41 +184,59 @@ def events_stored_announce(user_pseudo_ids: tuple[str, ...], source: str) -> Non
 
 NewEvent = tuple[str, datetime]  # (user_pseudo_id, occurred_at) of an inserted event
 
-_INSERT_EVENTS_SQL = """
-INSERT INTO analytics_event (event_name, user_pseudo_id, event_params, occurred_at, received_at,
-                             source, session_id, page_location, page_referrer, dedupe_key)
-SELECT n, u, p, o, now(), s, si, pl, pr, k
-FROM unnest(%s::text[], %s::text[], %s::jsonb[], %s::timestamptz[], %s::text[], %s::text[],
-            %s::text[], %s::text[], %s::text[]) AS t(n, u, p, o, s, si, pl, pr, k)
-ON CONFLICT (dedupe_key) DO NOTHING
-RETURNING user_pseudo_id, occurred_at
+# The events, then their visitors folded from exactly the rows that were new (RETURNING is
+# right even under a race), in one statement: all or nothing, visitors locked in id order.
+_INSERT_EVENTS_AND_VISITORS_SQL = """
+WITH new AS (
+    INSERT INTO analytics_event (event_name, user_pseudo_id, event_params, occurred_at,
+                                 received_at, source, session_id, page_location, page_referrer,
+                                 dedupe_key)
+    SELECT n, u, p, o, now(), s, si, pl, pr, k
+    FROM jsonb_to_recordset(%s::jsonb)
+         AS t(n text, u text, p jsonb, o timestamptz, s text, si text, pl text, pr text, k text)
+    ON CONFLICT (dedupe_key) DO NOTHING
+    RETURNING user_pseudo_id, occurred_at
+), folded AS (
+    INSERT INTO analytics_visitor (user_pseudo_id, first_seen, last_seen, event_count, traits)
+    SELECT user_pseudo_id, min(occurred_at), max(occurred_at), count(*), '{}'::jsonb
+    FROM new GROUP BY user_pseudo_id ORDER BY user_pseudo_id
+    ON CONFLICT (user_pseudo_id) DO UPDATE SET
+        first_seen = LEAST(analytics_visitor.first_seen, EXCLUDED.first_seen),
+        last_seen = GREATEST(analytics_visitor.last_seen, EXCLUDED.last_seen),
+        event_count = analytics_visitor.event_count + EXCLUDED.event_count
+)
+SELECT user_pseudo_id, occurred_at FROM new
 """
 
 
-def _events_insert_postgres(rows: Sequence[Event]) -> list[NewEvent]:
-    """One statement; RETURNING says exactly which rows were new, even under a race."""
+def _events_and_visitors_insert_postgres(rows: Sequence[Event]) -> list[NewEvent]:
+    """Store the rows and fold the new ones into their visitors; returns the new ones."""
     if not rows:
         return []
-    columns: list[list[Any]] = [[] for _ in range(9)]
-    for row in rows:
-        for column, value in zip(
-            columns,
-            (
-                row.event_name,
-                row.user_pseudo_id,
-                json.dumps(row.event_params, separators=(",", ":")),
-                row.occurred_at,
-                row.source,
-                row.session_id,
-                row.page_location,
-                row.page_referrer,
-                row.dedupe_key,
-            ),
-            strict=True,
-        ):
-            column.append(value)
+    # The rows go as one JSON document: psycopg quotes one string instead of nine arrays, a
+    # third of a single-event request's CPU. Validation has refused NUL, lone surrogates and
+    # non-finite numbers, the only values this path could not carry.
+    document = json.dumps(
+        [
+            {
+                "n": row.event_name,
+                "u": row.user_pseudo_id,
+                "p": row.event_params,
+                "o": row.occurred_at.isoformat(),
+                "s": row.source,
+                "si": row.session_id,
+                "pl": row.page_location,
+                "pr": row.page_referrer,
+                "k": row.dedupe_key,
+            }
+            for row in rows
+        ],
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    )
     with connection.cursor() as cursor:
-        cursor.execute(_INSERT_EVENTS_SQL, columns)
+        cursor.execute(_INSERT_EVENTS_AND_VISITORS_SQL, [document])
         return [(uid, occurred_at) for uid, occurred_at in cursor.fetchall()]
 
 
@@ -231,21 +251,11 @@ def _events_insert_portable(rows: Sequence[Event]) -> list[NewEvent]:
     return [(row.user_pseudo_id, row.occurred_at) for row in new_rows]
 
 
-_UPSERT_VISITORS_SQL = """
-INSERT INTO analytics_visitor (user_pseudo_id, first_seen, last_seen, event_count, traits)
-SELECT u, f, l, c, '{}'::jsonb
-FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[], %s::int[]) AS t(u, f, l, c)
-ON CONFLICT (user_pseudo_id) DO UPDATE SET
-    first_seen = LEAST(analytics_visitor.first_seen, EXCLUDED.first_seen),
-    last_seen = GREATEST(analytics_visitor.last_seen, EXCLUDED.last_seen),
-    event_count = analytics_visitor.event_count + EXCLUDED.event_count
-"""
-
-
-def visitors_fold_events(new_events: Iterable[NewEvent]) -> None:
+def _visitors_fold_events_portable(new_events: Iterable[NewEvent]) -> None:
     """Fold newly inserted events into their visitors' first/last seen and event counts.
 
-    Call it inside the transaction that inserted the events, with only the new ones.
+    Call it inside the transaction that inserted the events, with only the new ones. (On
+    PostgreSQL the insert statement folds them itself.)
     """
     summary: dict[str, tuple[datetime, datetime, int]] = {}
     for uid, occurred_at in new_events:
@@ -254,18 +264,6 @@ def visitors_fold_events(new_events: Iterable[NewEvent]) -> None:
     if not summary:
         return
     ids = sorted(summary)
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _UPSERT_VISITORS_SQL,
-                [
-                    ids,
-                    [summary[uid][0] for uid in ids],
-                    [summary[uid][1] for uid in ids],
-                    [summary[uid][2] for uid in ids],
-                ],
-            )
-        return
     Visitor.objects.bulk_create(
         [
             Visitor(user_pseudo_id=uid, first_seen=summary[uid][0], last_seen=summary[uid][1])

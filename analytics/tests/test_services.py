@@ -1,3 +1,4 @@
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -168,3 +169,63 @@ def test_canonical_json_is_the_stdlib_output_byte_for_byte(params):
 def test_canonical_json_fast_path_agrees_on_ascii_edges(params):
     # Control characters, DEL and the 64-bit boundary are where orjson and the stdlib could part.
     assert canonical_json(params) == _CANONICAL_JSON.encode(params)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_store__postgres__one_statement_no_transaction_block__announced(postgres):
+    from django.db import connection
+
+    from analytics.signals import events_stored
+
+    writes: list[tuple[str, bool]] = []
+    heard: list[tuple[str, ...]] = []
+
+    def record(execute, sql, params, many, context):
+        if tables := re.findall(r"(?:INSERT INTO|UPDATE) \"?(analytics_\w+)", sql):
+            writes.append((tables, connection.in_atomic_block))
+        return execute(sql, params, many, context)
+
+    def listener(**kwargs):
+        heard.append(kwargs["user_pseudo_ids"])
+
+    events_stored.connect(listener)
+    try:
+        with connection.execute_wrapper(record):
+            result = events_store(events=[event(user="u2", event_id="a"), event(event_id="b")])
+    finally:
+        events_stored.disconnect(listener)
+
+    # Round trips are what a request waits for under load: the insert and the visitor fold are
+    # one statement, atomic on its own, so no BEGIN and COMMIT either.
+    assert writes == [(["analytics_event", "analytics_visitor"], False)]
+    assert result.accepted == 2
+    assert heard == [("u1", "u2")]
+    assert dict(Visitor.objects.values_list("user_pseudo_id", "event_count")) == {"u1": 1, "u2": 1}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_store__inside_a_rolled_back_transaction__nothing_stored_nothing_announced():
+    from django.db import transaction
+
+    from analytics.signals import events_stored
+
+    heard: list[tuple[str, ...]] = []
+
+    def listener(**kwargs):
+        heard.append(kwargs["user_pseudo_ids"])
+
+    def store_then_fail():
+        with transaction.atomic():
+            events_store(events=[event(event_id="a")])
+            raise RuntimeError("the caller's transaction fails")
+
+    events_stored.connect(listener)
+    try:
+        with pytest.raises(RuntimeError):
+            store_then_fail()
+    finally:
+        events_stored.disconnect(listener)
+
+    assert heard == []
+    assert not Event.objects.exists()
+    assert not Visitor.objects.exists()
