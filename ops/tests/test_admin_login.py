@@ -146,3 +146,49 @@ class TestBearerCheck:
         admin_api_user.is_active = False
         admin_api_user.save()
         assert admin_client.get("/whoami").status_code == 401
+
+
+@pytest.mark.usefixtures("_whoami_urls")
+class TestTokenUserReuse:
+    """A process keeps a token's user and decision for ADMIN_API_USER_CACHE_SECONDS."""
+
+    def test_second_request_costs_no_query(self, admin_client, django_assert_num_queries):
+        assert admin_client.get("/whoami").status_code == 200
+        with django_assert_num_queries(0):
+            assert admin_client.get("/whoami").json() == {"username": "api-admin"}
+
+    def test_losing_staff_after_a_request__403_on_the_next(self, admin_api_user, admin_client):
+        assert admin_client.get("/whoami").status_code == 200
+        admin_api_user.is_staff = False
+        admin_api_user.save()
+        assert admin_client.get("/whoami").status_code == 403
+
+    def test_permission_removed_after_a_request__403_on_the_next(
+        self, admin_api_user, admin_client
+    ):
+        from django.contrib.auth.models import Permission
+
+        assert admin_client.get("/whoami").status_code == 200
+        admin_api_user.user_permissions.remove(Permission.objects.get(codename="use_admin_api"))
+        assert admin_client.get("/whoami").status_code == 403
+
+    def test_change_without_signal__seen_once_the_seconds_pass(
+        self, admin_api_user, admin_client, settings
+    ):
+        import time
+
+        settings.ADMIN_API_USER_CACHE_SECONDS = 1
+        assert admin_client.get("/whoami").status_code == 200
+        # What another process would do: this process hears no signal of it.
+        User.objects.filter(pk=admin_api_user.pk).update(is_active=False)
+        assert admin_client.get("/whoami").status_code == 200
+        time.sleep(1.05)
+        assert admin_client.get("/whoami").status_code == 401
+
+    def test_zero_seconds__every_request_looks_the_user_up(
+        self, admin_api_user, admin_client, settings
+    ):
+        settings.ADMIN_API_USER_CACHE_SECONDS = 0
+        assert admin_client.get("/whoami").status_code == 200
+        User.objects.filter(pk=admin_api_user.pk).update(is_active=False)
+        assert admin_client.get("/whoami").status_code == 401

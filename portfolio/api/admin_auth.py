@@ -3,17 +3,29 @@
 Every admin endpoint derives from AdminApiView, so authentication and permission are decided
 here once: no token or a bad/expired one is 401 with `WWW-Authenticate: Bearer`, a valid token
 of a user who lost staff status or the permission is 403.
+
+The token's user, with the decision, is kept per process for ADMIN_API_USER_CACHE_SECONDS (10):
+an admin script's requests then cost no user and permission queries. Any change to a user,
+group or permission in this process clears the copy at once; another process sees it within
+that many seconds.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db.models.signals import m2m_changed, post_delete, post_save
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.views import APIView
 from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.settings import api_settings
 
 ADMIN_API_PERMISSION = "ops.use_admin_api"
 
@@ -27,10 +39,46 @@ def can_use_admin_api(user: Any) -> bool:
     )
 
 
+class _RecentUsers:
+    """Token users looked up lately, with their expiry, in this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users: dict[Any, tuple[float, Any]] = {}
+
+    def get(self, user_id: Any) -> Any | None:
+        entry = self._users.get(user_id)
+        return entry[1] if entry is not None and entry[0] > time.monotonic() else None
+
+    def put(self, user_id: Any, user: Any, seconds: float) -> None:
+        with self._lock:
+            if len(self._users) >= 1000:  # admins are few; this only bounds a flood of ids
+                self._users.clear()
+            self._users[user_id] = (time.monotonic() + seconds, user)
+
+    def clear(self, **_: Any) -> None:
+        with self._lock:
+            self._users.clear()
+
+
+recent_users = _RecentUsers()
+
+
 class AdminJWTAuthentication(JWTAuthentication):
     """simplejwt's Bearer token check; the realm names what the token is for."""
 
     www_authenticate_realm = "admin-api"
+
+    def get_user(self, validated_token: Any) -> Any:
+        seconds = settings.ADMIN_API_USER_CACHE_SECONDS
+        user_id = validated_token.get(api_settings.USER_ID_CLAIM)
+        if seconds > 0 and (user := recent_users.get(user_id)) is not None:
+            return user
+        user = super().get_user(validated_token)
+        if seconds > 0:
+            can_use_admin_api(user)  # fills the user's permission cache before it is shared
+            recent_users.put(user_id, user, seconds)
+        return user
 
 
 class IsAdminApiUser(BasePermission):
@@ -51,3 +99,15 @@ class AdminJWTScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
         return {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+
+
+def _users_changed(**kwargs: Any) -> None:
+    recent_users.clear()
+
+
+_User = get_user_model()
+for _model in (_User, Group):
+    post_save.connect(_users_changed, sender=_model, dispatch_uid=f"admin-api-users-{_model}")
+    post_delete.connect(_users_changed, sender=_model, dispatch_uid=f"admin-api-users-d-{_model}")
+for _through in (_User.groups.through, _User.user_permissions.through, Group.permissions.through):
+    m2m_changed.connect(_users_changed, sender=_through, dispatch_uid=f"admin-api-m2m-{_through}")
