@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from analytics.consent import denied_visitor_ids
 from analytics.models import Event, Visitor
+from portfolio.db import bulk_upsert
 
 from . import cache
 from .models import VisitorProfile
@@ -92,11 +93,8 @@ def _write(batch: list[VisitorProfile]) -> None:
         )
         for profile in batch:
             profile.version = versions.get(profile.user_pseudo_id, 0) + 1
-        VisitorProfile.objects.bulk_create(
-            batch,
-            update_conflicts=True,
-            unique_fields=["user_pseudo_id"],
-            update_fields=PROFILE_FIELDS,
+        bulk_upsert(
+            VisitorProfile, batch, unique_field="user_pseudo_id", update_fields=PROFILE_FIELDS
         )
         published = {p.user_pseudo_id: p.version for p in batch}
         transaction.on_commit(lambda: cache.publish_profile_versions(published))

@@ -18,6 +18,7 @@ from django.utils import timezone
 from analytics.consent import denied_visitor_ids
 from analytics.models import Event, RejectedEvent, Visitor
 from ops.metrics import VISITORS_SEGMENTED
+from portfolio.db import bulk_upsert
 
 from . import cache, demo_catalog
 from .models import (
@@ -126,10 +127,10 @@ def visitors_resegment(
                 **fields,
             )
         # ON CONFLICT covers a profile a concurrent task created after the lock was taken.
-        VisitorProfile.objects.bulk_create(
+        bulk_upsert(
+            VisitorProfile,
             list(profiles.values()),
-            update_conflicts=True,
-            unique_fields=["user_pseudo_id"],
+            unique_field="user_pseudo_id",
             update_fields=[*PROFILE_WRITE_FIELDS, "version"],
         )
         stored = list(profiles.values())
