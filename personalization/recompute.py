@@ -25,7 +25,7 @@ from portfolio.db import bulk_upsert
 from . import cache
 from .models import VisitorProfile
 from .scoring import EventView, score_visitor
-from .selectors import scoring_model_get
+from .selectors import scoring_events, scoring_model_get
 from .services import PROFILE_WRITE_FIELDS, profile_fields
 
 PROFILE_FIELDS = [*PROFILE_WRITE_FIELDS, "version"]
@@ -41,14 +41,12 @@ class RecomputeSummary:
         return {k: int(v) for k, v in asdict(self).items()}
 
 
-def _events_by_visitor(chunk_size: int) -> Iterator[tuple[str, list[EventView]]]:
-    rows = (
-        Event.objects.order_by("user_pseudo_id", "occurred_at")
-        .values_list("user_pseudo_id", "event_name", "event_params", "occurred_at", "page_referrer")
-        .iterator(chunk_size=chunk_size)
+def _events_by_visitor() -> Iterator[tuple[str, list[EventView]]]:
+    rows = scoring_events(
+        Event.objects.order_by("user_pseudo_id", "occurred_at"), chunk_size=10_000
     )
     for uid, group in groupby(rows, key=itemgetter(0)):
-        yield uid, [EventView(name, params or {}, at, ref) for _, name, params, at, ref in group]
+        yield uid, [event for _, event in group]
 
 
 def profiles_recompute_all(
@@ -65,7 +63,7 @@ def profiles_recompute_all(
         for uid in denied:
             cache.forget_visitor(uid)
     batch: list[VisitorProfile] = []
-    for uid, events in _events_by_visitor(chunk_size=10_000):
+    for uid, events in _events_by_visitor():
         if uid in denied:
             continue
         decision = score_visitor(model, events, now=now)

@@ -169,24 +169,45 @@ class ScoringModel:
     catalog: CatalogTags
     temperature: float = 1.0
     min_events: int = 3
-    _matchers: dict[int, list[Matcher]] = field(default_factory=dict, repr=False)
-    _by_event: dict[str, list[SignalSpec]] = field(default_factory=dict, repr=False)
+    _matchers: dict[int, Matcher] = field(default_factory=dict, repr=False)
+    # Per event name, the signals that may count it with their predicates, built once: scoring
+    # a full recompute asks this for every event.
+    _plans: dict[str, list[tuple[SignalSpec, Matcher]]] = field(default_factory=dict, repr=False)
+    _wildcard_plan: list[tuple[SignalSpec, Matcher]] = field(default_factory=list, repr=False)
     version: str = ""
 
     def __post_init__(self) -> None:
+        by_event: dict[str, list[SignalSpec]] = {}
         for signal in self.signals:
-            self._matchers[signal.id] = [
-                compile_condition(c, self.catalog) for c in signal.conditions
-            ]
-            self._by_event.setdefault(signal.event_name, []).append(signal)
+            self._matchers[signal.id] = _all_of(
+                [compile_condition(c, self.catalog) for c in signal.conditions]
+            )
+            by_event.setdefault(signal.event_name, []).append(signal)
+        wildcard = by_event.pop("*", [])
+        self._wildcard_plan = [(s, self._matchers[s.id]) for s in wildcard]
+        for name, signals in by_event.items():
+            self._plans[name] = [(s, self._matchers[s.id]) for s in [*signals, *wildcard]]
         if not self.version:
             self.version = model_version(self)
 
+    def plan_for(self, event_name: str) -> list[tuple[SignalSpec, Matcher]]:
+        """The signals an event of this name may count for (its name's, then "*"), each with
+        the predicate of all its conditions."""
+        return self._plans.get(event_name, self._wildcard_plan)
+
     def signals_for(self, event_name: str) -> list[SignalSpec]:
-        return self._by_event.get(event_name, []) + self._by_event.get("*", [])
+        return [signal for signal, _ in self.plan_for(event_name)]
 
     def matches(self, signal: SignalSpec, event: EventView) -> bool:
-        return all(matcher(event) for matcher in self._matchers[signal.id])
+        return self._matchers[signal.id](event)
+
+
+def _all_of(matchers: list[Matcher]) -> Matcher:
+    if not matchers:
+        return lambda e: True
+    if len(matchers) == 1:
+        return matchers[0]
+    return lambda e: all(matcher(e) for matcher in matchers)
 
 
 def model_version(model: ScoringModel) -> str:
@@ -224,8 +245,8 @@ def score_visitor(model: ScoringModel, events: Iterable[EventView], *, now: date
     event_count = 0
     for event in events:
         event_count += 1
-        for signal in model.signals_for(event.event_name):
-            if model.matches(signal, event):
+        for signal, matches in model.plan_for(event.event_name):
+            if matches(event):
                 age = (now - event.occurred_at).total_seconds()
                 counts[signal.id] = counts.get(signal.id, 0.0) + _decay(age, signal.half_life_days)
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from django.conf import settings
-from django.db.models import Count, Exists, OuterRef, QuerySet
+from django.db.models import Count, Exists, OuterRef, QuerySet, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from analytics.consent import profiling_denied_q
@@ -123,17 +127,52 @@ def visitor_events(*, user_pseudo_id: str) -> list[EventView]:
     return visitors_events(user_pseudo_ids=[user_pseudo_id]).get(user_pseudo_id, [])
 
 
+def scoring_events(
+    events: QuerySet[Event], *, chunk_size: int | None = None
+) -> Iterator[tuple[str, EventView]]:
+    """(user_pseudo_id, what scoring reads of the event) for each row, in the queryset's order;
+    with `chunk_size`, streamed through a server-side cursor instead of read at once.
+
+    Params and times come as text, read by orjson and datetime.fromisoformat: Django decodes
+    JSON with the stdlib and times with a Python loader, together a third of a full
+    recompute's time. An integer past 64 bits in params takes the stdlib path.
+    """
+    rows = events.annotate(
+        params_text=Cast("event_params", TextField()), at_text=Cast("occurred_at", TextField())
+    ).values_list("user_pseudo_id", "event_name", "params_text", "at_text", "page_referrer")
+    for uid, name, params, at, referrer in (
+        rows.iterator(chunk_size=chunk_size) if chunk_size else rows
+    ):
+        yield uid, EventView(name, _params_load(params), _at_load(at), referrer)
+
+
+def _at_load(text: str) -> datetime:
+    # PostgreSQL writes "2025-11-29 07:06:40.123456+00" (the connection's zone is UTC); SQLite
+    # keeps UTC without an offset.
+    at = datetime.fromisoformat(text)
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def _params_load(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        params = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        params = json.loads(text)
+    return params or {}
+
+
 def visitors_events(*, user_pseudo_ids: list[str]) -> dict[str, list[EventView]]:
     """Every event of these visitors, by visitor, in one query (the (user_pseudo_id,
     occurred_at) index serves it); visitors without events are absent."""
-    rows = (
-        Event.objects.filter(user_pseudo_id__in=user_pseudo_ids)
-        .order_by("user_pseudo_id", "occurred_at")  # the full recompute's order: same sums
-        .values_list("user_pseudo_id", "event_name", "event_params", "occurred_at", "page_referrer")
+    events = Event.objects.filter(user_pseudo_id__in=user_pseudo_ids).order_by(
+        "user_pseudo_id",
+        "occurred_at",  # the full recompute's order: same sums
     )
     by_visitor: dict[str, list[EventView]] = defaultdict(list)
-    for uid, name, params, occurred, referrer in rows:
-        by_visitor[uid].append(EventView(name, params or {}, occurred, referrer))
+    for uid, event in scoring_events(events):
+        by_visitor[uid].append(event)
     return by_visitor
 
 
