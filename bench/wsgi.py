@@ -7,12 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from django.core.wsgi import get_wsgi_application
+from portfolio.wsgi import application as django_application
 
 _BODY = b'{"status":"ok","segment":"CASUAL","priority_sections":["about"]}'
 _HEADERS = [("Content-Type", "application/json"), ("Content-Length", str(len(_BODY)))]
-
-django_application = get_wsgi_application()
 
 
 def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

@@ -200,6 +200,10 @@ PERSONALIZATION_CACHE_TIMEOUT = env.int("PERSONALIZATION_CACHE_TIMEOUT", default
 PERSONALIZATION_LOCAL_CACHE_SIZE = env.int("PERSONALIZATION_LOCAL_CACHE_SIZE", default=10_000)
 # The admin events search's `count` may lag new events by this much (0: exact every time).
 ADMIN_EVENTS_COUNT_CACHE_SECONDS = env.int("ADMIN_EVENTS_COUNT_CACHE_SECONDS", default=10)
+# Web processes (portfolio.wsgi): how long a thread may hold the GIL while another waits for it.
+GIL_SWITCH_INTERVAL_MS = env.float("GIL_SWITCH_INTERVAL_MS", default=1.0)
+if not GIL_SWITCH_INTERVAL_MS > 0:
+    raise ImproperlyConfigured("GIL_SWITCH_INTERVAL_MS must be a positive number of milliseconds.")
 # How long a process reuses an admin API token's user and permission check (0: every request).
 ADMIN_API_USER_CACHE_SECONDS = env.int("ADMIN_API_USER_CACHE_SECONDS", default=10)
 PERSONALIZATION_FEATURED_PROJECTS = env.int("PERSONALIZATION_FEATURED_PROJECTS", default=4)

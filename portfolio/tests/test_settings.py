@@ -188,3 +188,13 @@ def test_production__real_responses__hsts_csp_and_browser_headers(tmp_path):
         assert headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
         assert headers["X-Frame-Options"] == "DENY"
     assert out["plain"]["status"] == 301  # plain HTTP is redirected to HTTPS
+
+
+def test_wsgi__gil_switch_interval__applied_in_web_processes_and_checked():
+    show = "import sys, portfolio.wsgi; print(sys.getswitchinterval())"
+
+    assert float(run_python(show).stdout) == 0.001
+    assert float(run_python(show, GIL_SWITCH_INTERVAL_MS="5").stdout) == 0.005
+    refused = run_python(show, GIL_SWITCH_INTERVAL_MS="0")
+    assert refused.returncode != 0
+    assert "GIL_SWITCH_INTERVAL_MS must be a positive number" in refused.stderr
