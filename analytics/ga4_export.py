@@ -46,7 +46,7 @@ from .read_ahead import ReadAhead
 from .services import (
     EventIn,
     RejectedIn,
-    content_dedupe_key,
+    content_dedupe_digest,
     events_store,
     events_stored_announce,
     rejected_events_store,
@@ -144,8 +144,9 @@ class _Batch:
     # Only the file's last batch tells these: lines read, and why the stream stopped early.
     last_line: int = 0
     damage: str = ""
-    # The COPY path's work in progress, emptied by finish(): staging rows by dedupe key.
-    _copy_rows: dict[str, str] = field(default_factory=dict)
+    # The COPY path's work in progress, emptied by finish(): staging rows by dedupe key
+    # (its 16 bytes).
+    _copy_rows: dict[bytes, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.event_count + len(self.rejects)
@@ -189,7 +190,7 @@ class _Batch:
         The columns exactly as services._to_row fills them for events_store (the tests compare
         the two paths); times as ISO text, which PostgreSQL parses faster than psycopg
         formats a datetime."""
-        key = content_dedupe_key(user, name, occurred_at, params)
+        key = content_dedupe_digest(user, name, occurred_at, params)
         if key in self._copy_rows:
             return
         values = (
@@ -200,7 +201,7 @@ class _Batch:
             _param_text(params, "ga_session_id")[:100],
             _param_text(params, "page_location"),
             _param_text(params, "page_referrer"),
-            key,
+            key.hex(),  # uuid's input takes 32 hex digits
         )
         line = "\t".join(values)
         # Rarely a value needs escaping (names, visitor ids, times and keys are plain by
@@ -211,8 +212,9 @@ class _Batch:
 
     def finish(self) -> None:
         """Complete the COPY text: what is sent to the storing side is bytes alone. Rows go
-        in the order the INSERT sorts them in (dedupe key, visitor id; byte order), sorted
-        here, where there is a core to spare: PostgreSQL then finds them sorted already."""
+        in the order the INSERT sorts them in (dedupe key, visitor id; byte order: a uuid
+        sorts by its bytes), sorted here, where there is a core to spare: PostgreSQL then
+        finds them sorted already."""
         if not self.copy:
             return
         rows = self._copy_rows
@@ -826,8 +828,9 @@ def _insert_sql() -> str:
     columns = _column_list()
     received_at, source = quote("received_at"), quote("source")
     # Rows go in dedupe-key order, visitors in user_pseudo_id order: two imports of overlapping
-    # files then take their locks in the same order and cannot deadlock (byte order, COLLATE
-    # "C": any one order will do, and this one sorts fastest). A visitor whose rows
+    # files then take their locks in the same order and cannot deadlock (byte order: a uuid
+    # compares its bytes, the ids COLLATE "C"; any one order will do, and this one sorts
+    # fastest). A visitor whose rows
     # were all duplicates exists already, unless deleted since: then it stays deleted, as
     # visitors_merge_traits leaves it; it has no first/last seen to propose, and NOT NULL is
     # checked before ON CONFLICT, so it proposes +/-infinity, which LEAST/GREATEST ignore.
@@ -839,7 +842,7 @@ def _insert_sql() -> str:
         WITH inserted AS (
             INSERT INTO {events} ({columns}, {received_at}, {source})
             SELECT {columns}, %s::timestamptz, %s FROM {STAGING_EVENTS}
-            ORDER BY dedupe_key COLLATE "C"
+            ORDER BY dedupe_key
             ON CONFLICT (dedupe_key) DO NOTHING
             RETURNING user_pseudo_id, occurred_at
         ), seen AS (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -68,22 +69,29 @@ def dedupe_key(
     occurred_at: datetime,
     event_params: dict[str, Any],
     event_id: str | None = None,
-) -> str:
-    """The client's event_id when it sent one, else the event's content, hashed."""
+) -> uuid.UUID:
+    """The client's event_id when it sent one, else the event's content, hashed: the first
+    16 bytes of the sha256 digest, as a UUID (PostgreSQL's uuid, 16 bytes compared by memcmp;
+    until 0004 the column held the digest's 64 hex digits, of which these are the first 32)."""
     if event_id:
         material = "\x1f".join(("id", user_pseudo_id, event_id))
-        return hashlib.sha256(material.encode()).hexdigest()
-    return content_dedupe_key(user_pseudo_id, event_name, occurred_at.isoformat(), event_params)
+        return uuid.UUID(bytes=hashlib.sha256(material.encode()).digest()[:16])
+    return uuid.UUID(
+        bytes=content_dedupe_digest(
+            user_pseudo_id, event_name, occurred_at.isoformat(), event_params
+        )
+    )
 
 
-def content_dedupe_key(
+def content_dedupe_digest(
     user_pseudo_id: str, event_name: str, occurred_at_iso: str, event_params: dict[str, Any]
-) -> str:
-    """dedupe_key of an event without an event_id, for a caller that has the ISO time at hand."""
+) -> bytes:
+    """dedupe_key's 16 bytes for an event without an event_id, for a caller that has the ISO
+    time at hand (bytes sort as PostgreSQL sorts the uuid, and `.hex()` is its COPY text)."""
     material = "\x1f".join(
         ("content", user_pseudo_id, event_name, occurred_at_iso, canonical_json(event_params))
     )
-    return hashlib.sha256(material.encode()).hexdigest()
+    return hashlib.sha256(material.encode()).digest()[:16]
 
 
 @dataclass
@@ -151,11 +159,12 @@ def events_store(*, events: Sequence[EventIn], source: str = EventSource.API) ->
     A duplicate is an event whose dedupe key is already stored or repeats earlier in the batch;
     it is dropped and counted. Counts are exact under concurrent requests on PostgreSQL.
     """
-    rows: dict[str, Event] = {}
+    rows: dict[uuid.UUID, Event] = {}
     for event in events:
         row = _to_row(event, source)
         rows.setdefault(row.dedupe_key, row)
-    # One lock order for every writer, so overlapping batches cannot deadlock.
+    # One lock order for every writer, so overlapping batches cannot deadlock (a UUID sorts
+    # by its bytes, as PostgreSQL sorts the column).
     ordered = [rows[key] for key in sorted(rows)]
     if connection.vendor == "postgresql":
         # One statement is one transaction: no BEGIN and COMMIT round trips.
@@ -193,7 +202,7 @@ WITH new AS (
                                  dedupe_key)
     SELECT n, u, p, o, now(), s, si, pl, pr, k
     FROM jsonb_to_recordset(%s::jsonb)
-         AS t(n text, u text, p jsonb, o timestamptz, s text, si text, pl text, pr text, k text)
+         AS t(n text, u text, p jsonb, o timestamptz, s text, si text, pl text, pr text, k uuid)
     ON CONFLICT (dedupe_key) DO NOTHING
     RETURNING user_pseudo_id, occurred_at
 ), folded AS (
@@ -227,7 +236,7 @@ def _events_and_visitors_insert_postgres(rows: Sequence[Event]) -> list[NewEvent
                 "si": row.session_id,
                 "pl": row.page_location,
                 "pr": row.page_referrer,
-                "k": row.dedupe_key,
+                "k": row.dedupe_key.hex,  # uuid's input takes 32 hex digits
             }
             for row in rows
         ],

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import time
+import uuid
 from typing import Any
 
 from . import common
@@ -159,7 +160,7 @@ def resegment_all(*, visitors: int = 100_000, events: int = 1_000_000) -> dict[s
                         "",
                         "",
                         "",
-                        f"bench-{i}",
+                        uuid.UUID(int=i),
                     )
                 )
         conn.execute(

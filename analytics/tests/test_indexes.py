@@ -1,6 +1,7 @@
 """The queries that scan events have an index to use (PostgreSQL's plans, seq scans off so a
 tiny test table cannot hide a missing index)."""
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -48,7 +49,11 @@ def plan(queryset) -> str:
             ).order_by("-occurred_at"),
             "event_time_idx",
         ),
-        ("dedupe lookup", lambda: Event.objects.filter(dedupe_key__in=["a", "b"]), "dedupe_key"),
+        (
+            "dedupe lookup",
+            lambda: Event.objects.filter(dedupe_key__in=[uuid.UUID(int=1), uuid.UUID(int=2)]),
+            "event_dedupe_key_unique",
+        ),
         (
             "visitors per segment",
             lambda: VisitorProfile.objects.filter(segment="RECRUITER"),

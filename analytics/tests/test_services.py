@@ -1,4 +1,6 @@
+import hashlib
 import re
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -36,6 +38,23 @@ def test_dedupe_key__event_id__ignores_content():
     )
 
     assert a == b
+
+
+def test_dedupe_key__first_16_bytes_of_the_sha256_of_its_material():
+    # The material, written out by hand: fields joined by the unit separator, params as
+    # sorted compact ASCII JSON.
+    content = "content\x1fu\x1fpage_view\x1f2025-11-29T07:06:40+00:00\x1f" + '{"a":1,"b":"\\u00e9"}'
+    by_id = "id\x1fu\x1fe1"
+
+    assert dedupe_key(
+        user_pseudo_id="u",
+        event_name="page_view",
+        occurred_at=MOMENT,
+        event_params={"b": "é", "a": 1},
+    ) == uuid.UUID(bytes=hashlib.sha256(content.encode()).digest()[:16])
+    assert dedupe_key(
+        user_pseudo_id="u", event_name="x", occurred_at=MOMENT, event_params={}, event_id="e1"
+    ) == uuid.UUID(hashlib.sha256(by_id.encode()).hexdigest()[:32])
 
 
 def test_dedupe_key__no_event_id__param_order_irrelevant_values_matter():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def _seed_events(count: int) -> None:
             user_pseudo_id=f"backup-visitor-{i % 7}",
             event_params={"i": i, "text": "naïve ünïcode ✓"},
             occurred_at=now - timedelta(minutes=i),
-            dedupe_key=f"backup-test-{i:04d}".ljust(64, "0"),
+            dedupe_key=uuid.UUID(int=i),
         )
         for i in range(count)
     )

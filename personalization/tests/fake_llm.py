@@ -7,6 +7,7 @@ import contextlib
 import json
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -222,7 +223,7 @@ def add_events(uid: str, segment: str | None, events: list[tuple[str, dict]], da
                 user_pseudo_id=uid,
                 event_params=params,
                 occurred_at=when,
-                dedupe_key=f"test-{next(_counter)}-{uid}"[:64],
+                dedupe_key=uuid.uuid5(uuid.NAMESPACE_URL, f"test-{next(_counter)}-{uid}"),
             )
             for name, params in events
         ]
