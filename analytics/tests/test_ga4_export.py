@@ -7,6 +7,7 @@ the two must store the same rows, which the PostgreSQL run also checks directly.
 import gzip
 import io
 import json
+import re
 import uuid
 import zlib
 from datetime import UTC, datetime, timedelta
@@ -585,6 +586,52 @@ def test_import_export_file__copy_path_and_events_store_path__store_the_same(tmp
 
     assert results[0] == results[1]
     assert results[0][0] == (11, 9, 1, 1)
+
+
+def _synchronous_commit_at_event_inserts(path, **options):
+    """Import `path`; the synchronous_commit in force at each INSERT into analytics_event."""
+    from django.db import connection
+
+    seen = []
+
+    def record(execute, sql, params, many, context):
+        if re.search(r'INSERT INTO "?analytics_event"?[\s(]', sql):
+            with context["connection"].connection.cursor() as raw:
+                raw.execute("SELECT current_setting('synchronous_commit')")
+                seen.append(raw.fetchone()[0])
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        summary = import_export_file(path, batch_size=2, **options)
+    return summary, seen
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("use_copy", [None, False])
+def test_import_export_file__own_batch_transactions__commit_asynchronously(
+    tmp_path, postgres, use_copy
+):
+    from django.db import connection
+
+    path = write_export(tmp_path / "export.json", session(count=5))
+
+    summary, seen = _synchronous_commit_at_event_inserts(path, use_copy=use_copy)
+
+    assert summary.rows_imported == 5
+    assert seen == ["off", "off", "off"]
+    with connection.cursor() as cursor:  # SET LOCAL: gone with the batch's transaction
+        cursor.execute("SELECT current_setting('synchronous_commit')")
+        assert cursor.fetchone()[0] == "on"
+
+
+@pytest.mark.django_db
+def test_import_export_file__in_a_callers_transaction__its_durability_untouched(tmp_path, postgres):
+    path = write_export(tmp_path / "export.json", session(count=3))
+
+    summary, seen = _synchronous_commit_at_event_inserts(path)
+
+    assert summary.rows_imported == 3
+    assert seen == ["on", "on"]
 
 
 @pytest.mark.django_db
