@@ -46,7 +46,7 @@ class Event(models.Model):
 class Visitor(models.Model):
     """What we know of one `user_pseudo_id` across all its events."""
 
-    user_pseudo_id = models.CharField(max_length=200, unique=True)
+    user_pseudo_id = models.CharField(max_length=200)
     first_seen = models.DateTimeField()
     last_seen = models.DateTimeField()
     event_count = models.PositiveIntegerField(default=0)
@@ -54,6 +54,12 @@ class Visitor(models.Model):
     traits = models.JSONField(default=dict, blank=True)
 
     class Meta:
+        # A constraint rather than unique=True, as for Event.dedupe_key: the latter also builds
+        # a varchar_pattern_ops index for LIKE 'prefix%' that no query makes (the admin's exact
+        # search is iexact), and a GA4 import inserts into it once per new visitor.
+        constraints = [
+            models.UniqueConstraint(fields=["user_pseudo_id"], name="visitor_user_pseudo_id_unique")
+        ]
         indexes = [models.Index(fields=["last_seen"], name="visitor_last_seen_idx")]
 
     def __str__(self) -> str:

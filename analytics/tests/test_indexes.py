@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from analytics.models import Event
+from analytics.models import Event, Visitor
 from personalization.models import VisitorProfile
 
 pytestmark = pytest.mark.django_db
@@ -55,6 +55,16 @@ def plan(queryset) -> str:
             "event_dedupe_key_unique",
         ),
         (
+            "one visitor (the import's upsert, erasure, admin detail)",
+            lambda: Visitor.objects.filter(user_pseudo_id="u"),
+            "visitor_user_pseudo_id_unique",
+        ),
+        (
+            "visitors by id (consent, retention, traits merge)",
+            lambda: Visitor.objects.filter(user_pseudo_id__in=["u", "v"]),
+            "visitor_user_pseudo_id_unique",
+        ),
+        (
             "visitors per segment",
             lambda: VisitorProfile.objects.filter(segment="RECRUITER"),
             "profile_segment_idx",
@@ -63,3 +73,33 @@ def plan(queryset) -> str:
 )
 def test_query__postgres_plan__uses_its_index(postgres, name, build, index):
     assert index in plan(build()), f"{name}: no index scan on {index}"
+
+
+def indexes(table: str) -> dict[str, str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", [table])
+        return dict(cursor.fetchall())
+
+
+def test_import_tables__postgres__no_index_beyond_these(postgres):
+    """Every index is paid for by every GA4-import row: none that no query uses (Django's
+    varchar_pattern_ops twin of a unique=True column was one), and the dedupe key a uuid."""
+    assert set(indexes("analytics_event")) == {
+        "analytics_event_pkey",
+        "event_dedupe_key_unique",
+        "event_user_time_idx",
+        "event_name_time_idx",
+        "event_time_idx",
+    }
+    assert set(indexes("analytics_visitor")) == {
+        "analytics_visitor_pkey",
+        "visitor_user_pseudo_id_unique",
+        "visitor_last_seen_idx",
+    }
+    assert "UNIQUE INDEX" in indexes("analytics_visitor")["visitor_user_pseudo_id_unique"]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT data_type FROM information_schema.columns"
+            " WHERE table_name = 'analytics_event' AND column_name = 'dedupe_key'"
+        )
+        assert cursor.fetchone() == ("uuid",)
