@@ -144,9 +144,9 @@ class _Batch:
     # Only the file's last batch tells these: lines read, and why the stream stopped early.
     last_line: int = 0
     damage: str = ""
-    # The COPY path's work in progress, emptied by finish(): staging rows by dedupe key
-    # (its 16 bytes).
-    _copy_rows: dict[bytes, str] = field(default_factory=dict)
+    # The COPY path's work in progress, emptied by finish(): staging rows by (visitor, dedupe
+    # key's 16 bytes), the order they are inserted in. The key alone tells the visitor.
+    _copy_rows: dict[tuple[str, bytes], str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.event_count + len(self.rejects)
@@ -191,7 +191,7 @@ class _Batch:
         the two paths); times as ISO text, which PostgreSQL parses faster than psycopg
         formats a datetime."""
         key = content_dedupe_digest(user, name, occurred_at, params)
-        if key in self._copy_rows:
+        if (user, key) in self._copy_rows:
             return
         values = (
             name,
@@ -208,13 +208,14 @@ class _Batch:
         # validation; JSON holds no raw control character): look at the whole line at once.
         if "\\" in line or "\n" in line or "\r" in line or line.count("\t") != _COPY_TABS:
             line = "\t".join([_copy_escape(value) for value in values])
-        self._copy_rows[key] = line
+        self._copy_rows[user, key] = line
 
     def finish(self) -> None:
         """Complete the COPY text: what is sent to the storing side is bytes alone. Rows go
-        in the order the INSERT sorts them in (dedupe key, visitor id; byte order: a uuid
-        sorts by its bytes), sorted here, where there is a core to spare: PostgreSQL then
-        finds them sorted already."""
+        in the order the INSERT sorts them in (events by visitor then dedupe key, visitors by
+        id; byte order: code point order is UTF-8's byte order, and a uuid sorts by its
+        bytes), sorted here, where there is a core to spare: PostgreSQL then finds them
+        sorted already."""
         if not self.copy:
             return
         rows = self._copy_rows
@@ -842,22 +843,25 @@ def _insert_sql() -> str:
     events, visitors = quote(Event._meta.db_table), quote(Visitor._meta.db_table)
     columns = _column_list()
     received_at, source = quote("received_at"), quote("source")
-    # Rows go in dedupe-key order, visitors in user_pseudo_id order: two imports of overlapping
-    # files then take their locks in the same order and cannot deadlock (byte order: a uuid
-    # compares its bytes, the ids COLLATE "C"; any one order will do, and this one sorts
-    # fastest). A visitor whose rows
-    # were all duplicates exists already, unless deleted since: then it stays deleted, as
-    # visitors_merge_traits leaves it; it has no first/last seen to propose, and NOT NULL is
-    # checked before ON CONFLICT, so it proposes +/-infinity, which LEAST/GREATEST ignore.
-    # Whether it exists is asked by a scalar subquery (true or NULL: the id is unique), an
-    # index lookup per row: as EXISTS the planner may hash the whole visitor table instead,
-    # once per batch, which made re-imports of big files crawl.
+    # Rows go in (user_pseudo_id, dedupe_key) order, visitors in user_pseudo_id order, as
+    # events_store's: every writer then takes its locks in the same order, and overlapping
+    # batches cannot deadlock. A key tells its visitor (both hashes cover it), so this is one
+    # order of the keys. Byte order: the ids COLLATE "C", a uuid compares its bytes. By visitor
+    # first, the inserts into the (user_pseudo_id, occurred_at) index walk it in one direction,
+    # as the visitor upsert walks the visitor index; the uuid dedupe index, the smaller, is
+    # the one left to keys in random order.
+    # A visitor whose rows were all duplicates exists already, unless deleted since: then it
+    # stays deleted, as visitors_merge_traits leaves it; it has no first/last seen to propose,
+    # and NOT NULL is checked before ON CONFLICT, so it proposes +/-infinity, which
+    # LEAST/GREATEST ignore. Whether it exists is asked by a scalar subquery (true or NULL:
+    # the id is unique), an index lookup per row: as EXISTS the planner may hash the whole
+    # visitor table instead, once per batch, which made re-imports of big files crawl.
     # The last WHERE spares the rows that would not change a new version.
     return f"""
         WITH inserted AS (
             INSERT INTO {events} ({columns}, {received_at}, {source})
             SELECT {columns}, %s::timestamptz, %s FROM {STAGING_EVENTS}
-            ORDER BY dedupe_key
+            ORDER BY user_pseudo_id COLLATE "C", dedupe_key
             ON CONFLICT (dedupe_key) DO NOTHING
             RETURNING user_pseudo_id, occurred_at
         ), seen AS (

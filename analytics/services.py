@@ -163,9 +163,10 @@ def events_store(*, events: Sequence[EventIn], source: str = EventSource.API) ->
     for event in events:
         row = _to_row(event, source)
         rows.setdefault(row.dedupe_key, row)
-    # One lock order for every writer, so overlapping batches cannot deadlock (a UUID sorts
-    # by its bytes, as PostgreSQL sorts the column).
-    ordered = [rows[key] for key in sorted(rows)]
+    # One lock order for every writer, so overlapping batches cannot deadlock: by visitor, then
+    # key (a key tells its visitor: both hashes cover it). The GA4 import's too: Python's str
+    # order is COLLATE "C"'s, and a UUID sorts by its bytes, as PostgreSQL sorts the column.
+    ordered = sorted(rows.values(), key=lambda row: (row.user_pseudo_id, row.dedupe_key))
     if connection.vendor == "postgresql":
         # One statement is one transaction: no BEGIN and COMMIT round trips.
         inserted = _events_and_visitors_insert_postgres(ordered)

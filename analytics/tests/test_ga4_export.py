@@ -588,6 +588,23 @@ def test_import_export_file__copy_path_and_events_store_path__store_the_same(tmp
     assert results[0][0] == (11, 9, 1, 1)
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("use_copy", [None, False])
+def test_import_export_file__rows_inserted_by_visitor_then_dedupe_key(tmp_path, use_copy):
+    # The lock order every writer follows (see ga4_export._insert_sql), in byte order: "B" and
+    # "_" before "a"; ids show the order of the inserts.
+    users = ["a.1", "B.2", "_.3", "a-2", "B.10"]
+    rows = [export_row(user=users[n % 5], micros=T0 + n, params={"n": n}) for n in range(20)]
+    path = write_export(tmp_path / "export.json", rows)
+
+    import_export_file(path, use_copy=use_copy)
+
+    inserted = list(Event.objects.order_by("id").values_list("user_pseudo_id", "dedupe_key"))
+    assert len(inserted) == 20
+    assert inserted == sorted(inserted, key=lambda row: (row[0].encode(), row[1].bytes))
+    assert [uid for uid, _ in inserted][::4] == ["B.10", "B.2", "_.3", "a-2", "a.1"]
+
+
 def _synchronous_commit_at_event_inserts(path, **options):
     """Import `path`; the synchronous_commit in force at each INSERT into analytics_event."""
     from django.db import connection

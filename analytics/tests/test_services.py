@@ -88,6 +88,18 @@ def test_events_store__duplicates_in_batch_and_across_batches__dropped_and_count
 
 
 @pytest.mark.django_db
+def test_events_store__inserts_by_visitor_then_dedupe_key():
+    # The lock order every writer follows, the GA4 import's too; ids show the order of inserts.
+    events = [event(user=user, event_id=f"e{n}") for n in range(3) for user in ("a", "B", "_")]
+
+    events_store(events=events)
+
+    inserted = list(Event.objects.order_by("id").values_list("user_pseudo_id", "dedupe_key"))
+    assert [uid for uid, _ in inserted] == ["B"] * 3 + ["_"] * 3 + ["a"] * 3
+    assert inserted == sorted(inserted, key=lambda row: (row[0], row[1].bytes))
+
+
+@pytest.mark.django_db
 def test_events_store__new_events__visitor_first_last_and_count():
     later = datetime(2025, 11, 30, tzinfo=UTC)
     events_store(events=[event(event_id="a", at=later), event(event_id="b")])
