@@ -195,7 +195,8 @@ def events_stored_announce(user_pseudo_ids: tuple[str, ...], source: str) -> Non
 NewEvent = tuple[str, datetime]  # (user_pseudo_id, occurred_at) of an inserted event
 
 # The events, then their visitors folded from exactly the rows that were new (RETURNING is
-# right even under a race), in one statement: all or nothing, visitors locked in id order.
+# right even under a race), in one statement: all or nothing, visitors locked in id order
+# (byte order, as the GA4 import locks them, whatever the database's collation).
 _INSERT_EVENTS_AND_VISITORS_SQL = """
 WITH new AS (
     INSERT INTO analytics_event (event_name, user_pseudo_id, event_params, occurred_at,
@@ -209,7 +210,7 @@ WITH new AS (
 ), folded AS (
     INSERT INTO analytics_visitor (user_pseudo_id, first_seen, last_seen, event_count, traits)
     SELECT user_pseudo_id, min(occurred_at), max(occurred_at), count(*), '{}'::jsonb
-    FROM new GROUP BY user_pseudo_id ORDER BY user_pseudo_id
+    FROM new GROUP BY user_pseudo_id ORDER BY user_pseudo_id COLLATE "C"
     ON CONFLICT (user_pseudo_id) DO UPDATE SET
         first_seen = LEAST(analytics_visitor.first_seen, EXCLUDED.first_seen),
         last_seen = GREATEST(analytics_visitor.last_seen, EXCLUDED.last_seen),
