@@ -208,7 +208,7 @@ def test_events_store__postgres__one_statement_no_transaction_block__announced(p
 
     from analytics.signals import events_stored
 
-    writes: list[tuple[str, bool]] = []
+    writes: list[tuple[list[str], bool]] = []
     heard: list[tuple[str, ...]] = []
 
     def record(execute, sql, params, many, context):

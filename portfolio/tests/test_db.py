@@ -30,7 +30,7 @@ def profile(uid: str, **overrides) -> VisitorProfile:
 
 
 def stored(uid: str) -> dict:
-    return VisitorProfile.objects.filter(user_pseudo_id=uid).values().get()
+    return dict(VisitorProfile.objects.filter(user_pseudo_id=uid).values().get())
 
 
 def test_new_rows__every_field_as_written__defaults_filled():
