@@ -195,12 +195,6 @@ class ScoringModel:
         the predicate of all its conditions."""
         return self._plans.get(event_name, self._wildcard_plan)
 
-    def signals_for(self, event_name: str) -> list[SignalSpec]:
-        return [signal for signal, _ in self.plan_for(event_name)]
-
-    def matches(self, signal: SignalSpec, event: EventView) -> bool:
-        return self._matchers[signal.id](event)
-
 
 def _all_of(matchers: list[Matcher]) -> Matcher:
     if not matchers:

@@ -8,6 +8,7 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from personalization.models import VisitorProfile
+from personalization.recompute import PROFILE_FIELDS
 from portfolio.db import bulk_upsert
 
 pytestmark = pytest.mark.django_db
@@ -43,17 +44,7 @@ def test_new_rows__every_field_as_written__defaults_filled():
 
     row = stored("a")
     expected = profile("a")
-    for name in (
-        "segment",
-        "confidence",
-        "scores",
-        "raw_scores",
-        "explanation",
-        "event_count",
-        "computed_at",
-        "model_version",
-        "version",
-    ):
+    for name in PROFILE_FIELDS:
         assert row[name] == getattr(expected, name), name
     assert row["second_opinion"] == {}
     assert VisitorProfile.objects.count() == 2
