@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -63,10 +64,16 @@ def django_setup_on_scratch() -> None:
 
 
 def reset_database() -> None:
-    """A fresh scratch database with the current schema."""
+    """A fresh scratch database with the current schema, and an empty scratch Redis db.
+
+    The Redis db is the bench stack's cache and Celery broker: an earlier run leaves queued
+    tasks there (re-segmentation of every visitor it wrote, with no worker to run them), and
+    the load test's worker would spend the run draining them beside the traffic it measures.
+    """
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+    redis.Redis.from_url(BENCH_REDIS_URL).flushdb()
     manage("migrate", "--noinput")
 
 
@@ -74,6 +81,11 @@ def truncate(*tables: str) -> None:
     with psycopg.connect(BENCH_DATABASE_URL, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
         conn.execute("VACUUM ANALYZE")
+
+
+def checkpoint() -> None:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
 
 
 EVENT_COLUMNS = (
