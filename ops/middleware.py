@@ -8,6 +8,10 @@ RequestObservabilityMiddleware (first in MIDDLEWARE, so it times the whole stack
   (`api/admin/rules/<int:pk>`), never the raw path; `unmatched` when nothing resolved.
 - One `http.request` log line: method, route, status, duration_ms. No path, query string or IP.
 
+LazyMessageMiddleware: Django's MessageMiddleware, except that the message store (a signed
+cookie reader and a session reader) is built when a view or template first touches it. API
+requests never do, and building it was a few percent of every request's CPU.
+
 ProbeHostMiddleware: Kubernetes probes and Prometheus reach pods by IP, which ALLOWED_HOSTS
 rejects with 400. For exactly /health, /ready and /metrics (GET/HEAD) an unknown Host is
 replaced with an allowed one; those views never build URLs from it.
@@ -21,9 +25,12 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.contrib.messages.middleware import MessageMiddleware
+from django.contrib.messages.storage import default_storage
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse
 from django.http.request import validate_host
+from django.utils.functional import SimpleLazyObject, empty
 
 from .context import REQUEST_ID_HEADER, request_id_from, request_id_var, route_var
 from .metrics import API_REQUEST_DURATION, API_REQUESTS
@@ -102,6 +109,17 @@ class RequestObservabilityMiddleware:
                     "duration_ms": round(duration * 1000, 2),
                 },
             )
+
+
+class LazyMessageMiddleware(MessageMiddleware):
+    def process_request(self, request: HttpRequest) -> None:
+        request._messages = SimpleLazyObject(lambda: default_storage(request))  # type: ignore[attr-defined]
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        messages = getattr(request, "_messages", None)
+        if isinstance(messages, SimpleLazyObject) and messages._wrapped is empty:
+            return response  # never read or written: nothing to store
+        return super().process_response(request, response)
 
 
 class ProbeHostMiddleware:

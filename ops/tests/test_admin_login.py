@@ -185,6 +185,30 @@ class TestTokenUserReuse:
         time.sleep(1.05)
         assert admin_client.get("/whoami").status_code == 401
 
+    def test_token_expiring_within_the_seconds__refused_once_expired(
+        self, admin_api_user, settings
+    ):
+        import time
+
+        settings.ADMIN_API_USER_CACHE_SECONDS = 10
+        token = AccessToken.for_user(admin_api_user)
+        token.set_exp(lifetime=timedelta(seconds=2))
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+
+        assert client.get("/whoami").status_code == 200
+        time.sleep(max(0.0, float(token["exp"]) - time.time()) + 0.05)
+
+        assert client.get("/whoami").status_code == 401
+
+    def test_tampered_copy_of_a_checked_token__refused(self, admin_client, admin_token):
+        assert admin_client.get("/whoami").status_code == 200
+        header, payload, signature = admin_token.split(".")
+        forged = APIClient()
+        forged.credentials(HTTP_AUTHORIZATION=f"Bearer {header}.{payload}.{signature[::-1]}")
+
+        assert forged.get("/whoami").status_code == 401
+
     def test_zero_seconds__every_request_looks_the_user_up(
         self, admin_api_user, admin_client, settings
     ):

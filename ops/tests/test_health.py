@@ -56,10 +56,11 @@ def test_ready__broker_unreachable__503_naming_broker(client, monkeypatch):
 
 
 def test_metrics__scrape__prometheus_text(client):
+    client.get("/health")
     response = client.get("/metrics")
 
     assert response.status_code == 200
-    assert b"django_http_requests_total_by_method_total" in response.content
+    assert b'api_requests_total{endpoint="health",method="GET",status="200"}' in response.content
 
 
 def test_openapi_schema__served__documents_health_and_ready(client):

@@ -7,7 +7,8 @@ of a user who lost staff status or the permission is 403.
 The token's user, with the decision, is kept per process for ADMIN_API_USER_CACHE_SECONDS (10):
 an admin script's requests then cost no user and permission queries. Any change to a user,
 group or permission in this process clears the copy at once; another process sees it within
-that many seconds.
+that many seconds. The checked token is kept as long, never past its own expiry: its signature
+and claims are checked once, not on every request of a script.
 """
 
 from __future__ import annotations
@@ -39,35 +40,47 @@ def can_use_admin_api(user: Any) -> bool:
     )
 
 
-class _RecentUsers:
-    """Token users looked up lately, with their expiry, in this process."""
+class _Recent:
+    """Entries looked up lately, each with its own expiry, in this process."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._users: dict[Any, tuple[float, Any]] = {}
+        self._entries: dict[Any, tuple[float, Any]] = {}
 
-    def get(self, user_id: Any) -> Any | None:
-        entry = self._users.get(user_id)
+    def get(self, key: Any) -> Any | None:
+        entry = self._entries.get(key)
         return entry[1] if entry is not None and entry[0] > time.monotonic() else None
 
-    def put(self, user_id: Any, user: Any, seconds: float) -> None:
+    def put(self, key: Any, value: Any, seconds: float) -> None:
         with self._lock:
-            if len(self._users) >= 1000:  # admins are few; this only bounds a flood of ids
-                self._users.clear()
-            self._users[user_id] = (time.monotonic() + seconds, user)
+            if len(self._entries) >= 1000:  # admins are few; this only bounds a flood of keys
+                self._entries.clear()
+            self._entries[key] = (time.monotonic() + seconds, value)
 
     def clear(self, **_: Any) -> None:
         with self._lock:
-            self._users.clear()
+            self._entries.clear()
 
 
-recent_users = _RecentUsers()
+recent_users = _Recent()
+recent_tokens = _Recent()
 
 
 class AdminJWTAuthentication(JWTAuthentication):
     """simplejwt's Bearer token check; the realm names what the token is for."""
 
     www_authenticate_realm = "admin-api"
+
+    def get_validated_token(self, raw_token: bytes) -> Any:
+        seconds = settings.ADMIN_API_USER_CACHE_SECONDS
+        if seconds > 0 and (token := recent_tokens.get(raw_token)) is not None:
+            return token
+        token = super().get_validated_token(raw_token)
+        # Kept only while it is still valid: an expired token is checked again, and refused.
+        seconds = min(seconds, float(token.get("exp", 0)) - time.time())
+        if seconds > 0:
+            recent_tokens.put(raw_token, token, seconds)
+        return token
 
     def get_user(self, validated_token: Any) -> Any:
         seconds = settings.ADMIN_API_USER_CACHE_SECONDS
@@ -103,6 +116,7 @@ class AdminJWTScheme(OpenApiAuthenticationExtension):
 
 def _users_changed(**kwargs: Any) -> None:
     recent_users.clear()
+    recent_tokens.clear()
 
 
 _User = get_user_model()

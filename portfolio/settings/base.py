@@ -51,12 +51,17 @@ INSTALLED_APPS = [
     "ops",
 ]
 
+# django-prometheus's per-request `django_http_*` series repeat what api_requests_total and
+# api_request_duration_seconds record (ops/middleware.py) and cost about a tenth of a cached
+# request's CPU in multiprocess mode (a dozen locked updates), so they are opt-in.
+DJANGO_HTTP_METRICS = env.bool("DJANGO_HTTP_METRICS", default=False)
+
 MIDDLEWARE = [
     # First: times the whole stack, and gives every request its id.
     "ops.middleware.RequestObservabilityMiddleware",
     # Before anything calls request.get_host(): probes by pod IP must not get 400.
     "ops.middleware.ProbeHostMiddleware",
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    *(["django_prometheus.middleware.PrometheusBeforeMiddleware"] if DJANGO_HTTP_METRICS else []),
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "portfolio.csp.ContentSecurityPolicyMiddleware",
@@ -65,9 +70,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    # Django's MessageMiddleware, building the message store only when a view uses it.
+    "ops.middleware.LazyMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
+    *(["django_prometheus.middleware.PrometheusAfterMiddleware"] if DJANGO_HTTP_METRICS else []),
 ]
 
 # Overridable so `make bench` can add its baseline views beside the real routes.

@@ -198,3 +198,16 @@ def test_wsgi__gil_switch_interval__applied_in_web_processes_and_checked():
     refused = run_python(show, GIL_SWITCH_INTERVAL_MS="0")
     assert refused.returncode != 0
     assert "GIL_SWITCH_INTERVAL_MS must be a positive number" in refused.stderr
+
+
+def test_django_http_metrics__off_by_default__opt_in_adds_django_prometheus_middleware():
+    show = (
+        "import json, django; from django.conf import settings; django.setup(); "
+        "print(json.dumps([m for m in settings.MIDDLEWARE if 'prometheus' in m]))"
+    )
+
+    assert json.loads(run_python(show).stdout) == []
+    assert json.loads(run_python(show, DJANGO_HTTP_METRICS="true").stdout) == [
+        "django_prometheus.middleware.PrometheusBeforeMiddleware",
+        "django_prometheus.middleware.PrometheusAfterMiddleware",
+    ]
