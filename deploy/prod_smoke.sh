@@ -287,7 +287,7 @@ for _ in 1 2 3 4 5 6; do
 done
 pids=$(find "$SCRATCH/run/prometheus" -name 'counter_*.db' | wc -l)
 if [ "$code" = 200 ] && grep -qi '^content-type: text/plain' "$SCRATCH/metrics.headers" \
-  && grep -q '^# TYPE django_http_requests_total_by_method_total counter' "$SCRATCH/body" \
+  && grep -q '^# TYPE api_requests_total counter' "$SCRATCH/body" \
   && [ "$ingested" = " 6 6 6 6 6 6" ]; then
   pass "metrics: /metrics 200 Prometheus text; events_ingested_total{source=\"api\"} = 6 on 6 scrapes (multiprocess files from $pids processes)"
 else

@@ -117,7 +117,7 @@ class LazyMessageMiddleware(MessageMiddleware):
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         messages = getattr(request, "_messages", None)
-        if isinstance(messages, SimpleLazyObject) and messages._wrapped is empty:
+        if isinstance(messages, SimpleLazyObject) and messages._wrapped is empty:  # type: ignore[attr-defined]
             return response  # never read or written: nothing to store
         return super().process_response(request, response)
 

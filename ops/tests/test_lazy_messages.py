@@ -3,6 +3,9 @@ built for requests that never use it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from django.contrib import messages
 from django.contrib.sessions.middleware import SessionMiddleware
@@ -13,12 +16,12 @@ from django.utils.functional import empty
 from ops.middleware import LazyMessageMiddleware
 
 
-def _stack(view):
-    return SessionMiddleware(LazyMessageMiddleware(view))
+def _stack(view: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], Any]:
+    return SessionMiddleware(LazyMessageMiddleware(view))  # type: ignore[arg-type]
 
 
 def test_request__view_never_touches_messages__no_store_built_and_no_cookie():
-    seen = {}
+    seen: dict[str, Any] = {}
 
     def view(request: HttpRequest) -> HttpResponse:
         seen["request"] = request

@@ -211,3 +211,12 @@ def test_django_http_metrics__off_by_default__opt_in_adds_django_prometheus_midd
         "django_prometheus.middleware.PrometheusBeforeMiddleware",
         "django_prometheus.middleware.PrometheusAfterMiddleware",
     ]
+
+
+def test_wsgi__loaded_objects_frozen__kept_out_of_full_collections():
+    show = "import gc, portfolio.wsgi; print(gc.get_freeze_count(), len(gc.get_objects()))"
+
+    frozen, tracked = map(int, run_python(show).stdout.split())
+
+    assert frozen > 50_000  # the app as loaded
+    assert tracked < frozen // 10  # what a full collection still walks
