@@ -14,6 +14,7 @@ decision. Both are reported through the model's `broken` and `on_condition_error
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -161,8 +162,8 @@ def compile_condition(condition: Mapping[str, Any], catalog: CatalogTags) -> Mat
         needle = str(expected).lower()
         return lambda e: needle in str(_param(e, param) or "").lower()
     if op == "regex":
-        search = regex_compile(str(expected)).search
-        return lambda e: _searched(search, str(_param(e, param) or ""))
+        found = _regex_finder(str(expected))
+        return lambda e: found(str(_param(e, param) or ""))
     if op == "tag":
         wanted = frozenset(str(v).lower() for v in (expected or []))
         return lambda e: bool(catalog.tags(_param(e, param)) & wanted)
@@ -181,11 +182,24 @@ def compile_condition(condition: Mapping[str, Any], catalog: CatalogTags) -> Mat
     return lambda e: False
 
 
-def _searched(search: Callable[[str], Any], text: str) -> bool:
-    try:
-        return search(text) is not None
-    except UnicodeEncodeError:  # a lone surrogate in a param: RE2 reads UTF-8 only
-        return search(text.encode("utf-8", "replace").decode()) is not None
+MEMO_TEXT_LENGTH = 256
+MEMO_SIZE = 2048
+
+
+def _regex_finder(pattern: str) -> Callable[[str], bool]:
+    """Whether the pattern is found in a text. RE2's binding costs 2-9 µs a call against 0.1-0.6
+    for `re` on a host name, and a wildcard signal runs on every event: short texts (hosts,
+    slugs, mostly "") repeat, so their answers are kept, a bounded number per condition."""
+    search = regex_compile(pattern).search
+
+    def found(text: str) -> bool:
+        try:
+            return search(text) is not None
+        except UnicodeEncodeError:  # a lone surrogate in a param: RE2 reads UTF-8 only
+            return search(text.encode("utf-8", "replace").decode()) is not None
+
+    remembered = functools.lru_cache(maxsize=MEMO_SIZE)(found)
+    return lambda text: remembered(text) if len(text) <= MEMO_TEXT_LENGTH else found(text)
 
 
 @dataclass

@@ -371,6 +371,20 @@ def test_score_visitor__catastrophic_regex__long_param_scored_no_match():
     assert [c.count for c in decision.contributions] == [1.0]
 
 
+def test_score_visitor__regex_on_param_with_lone_surrogate__matches_rest_never_raises():
+    # SQLite keeps such text in event params; RE2 reads UTF-8 only.
+    condition = {"param": "referrer_host", "op": "regex", "value": r"\.edu$"}
+    signal = SignalSpec(1, "ML", "edu", "*", (condition,), 1, 5, None)
+    model = ScoringModel(
+        segments=[SegmentSpec("ML", "ML", 0.0)], signals=[signal], catalog=CatalogTags({}, {})
+    )
+    events = [EventView("click", {}, NOW, "https://a\ud800.MIT.EDU/"), EventView("c", {}, NOW)]
+
+    decision = score_visitor(model, events, now=NOW)
+
+    assert [c.count for c in decision.contributions] == [1.0]
+
+
 @pytest.mark.django_db
 def test_events_batch__catastrophic_regex_signal__every_visitor_in_it_segmented(client, catalog):
     evil = Signal.objects.create(
