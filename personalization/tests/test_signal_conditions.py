@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import itertools
 import json
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -25,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from analytics.models import EventSource
+from analytics.models import Event, EventSource
 from analytics.services import EventIn, events_store
 from personalization import defaults
 from personalization.models import Segment, Signal, VisitorProfile
@@ -300,6 +301,29 @@ def test_resegment__broken_condition_in_db__finishes_and_skips_only_that_signal(
     labels = {c["signal"] for c in profile.explanation["contributions"]}
     assert "deep_read on ML projects" in labels
     assert signal.label not in labels
+
+
+@pytest.mark.django_db
+def test_resegment__condition_raises_on_a_raw_event__event_skipped_counted_rest_scored(catalog):
+    # A row written past ingestion's checks: params that are a list, not an object.
+    uid = personalized_id("raw")
+    store(ml_events(uid))
+    Event.objects.create(
+        event_name="page_view",
+        user_pseudo_id=uid,
+        event_params=[1, 2],
+        occurred_at=timezone.now(),
+        dedupe_key=uuid.uuid4(),
+    )
+    wildcard = Signal.objects.get(label="referred by an ML site")
+    before = errors_counted(wildcard)
+
+    profile = visitor_resegment(user_pseudo_id=uid)
+
+    assert profile is not None
+    assert profile.event_count == 7
+    assert profile.segment == "ML_ENGINEER"
+    assert errors_counted(wildcard) == before + 1
 
 
 @pytest.mark.django_db
