@@ -68,6 +68,14 @@ EVENTS_REJECTED = Counter(
 VISITORS_SEGMENTED = Counter(
     "visitors_segmented_total", "Visitor segmentations written, by segment.", ["segment"]
 )
+# Labelled by signal id: signals are admin rows, a few dozen, not visitor input.
+SIGNAL_CONDITION_ERRORS = Counter(
+    "p13n_signal_condition_errors_total",
+    "Signal conditions skipped as broken, by signal id: once per scoring model a process builds "
+    "while the signal's stored conditions break the schema, and once per event a condition "
+    "raised on.",
+    ["signal"],
+)
 
 # --- Celery (incremented in the worker process that ran the task) ---------------------------------
 TASK_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0)

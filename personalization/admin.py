@@ -22,6 +22,7 @@ from analytics.admin_paging import EstimatedCountPaginator, SafeInputAdmin
 from analytics.validation import USER_ID_MESSAGE, USER_PSEUDO_ID_RE
 
 from . import admin_display as show
+from .conditions import conditions_problems
 from .models import (
     PersonalizationRule,
     Project,
@@ -85,10 +86,42 @@ class SkillAdmin(BumpsRulesetAdmin):
     search_fields = ["name"]
 
 
-class SignalInline(admin.TabularInline):
+class ShowsBrokenCondition:
+    @admin.display(description="broken condition")
+    def broken_condition(self, obj: Signal) -> str:
+        """Why a stored signal's conditions cannot run (scoring skips the signal); empty if
+        they can. Only a row written past the admin's validation shows anything here."""
+        problems = conditions_problems(obj.conditions)
+        if not problems:
+            return ""
+        return format_html('<strong class="errornote">{}</strong>', " ".join(problems))
+
+
+def _warn_broken(request: HttpRequest, signals: list[Signal]) -> None:
+    for signal in signals:
+        problems = conditions_problems(signal.conditions)
+        if problems:
+            messages.error(
+                request,
+                f"Signal {signal.label!r} counts for nothing until its conditions are fixed: "
+                + " ".join(problems),
+            )
+
+
+class SignalInline(ShowsBrokenCondition, admin.TabularInline):
     model = Signal
     extra = 0
-    fields = ["label", "event_name", "conditions", "weight", "cap", "half_life_days", "is_active"]
+    fields = [
+        "label",
+        "event_name",
+        "conditions",
+        "broken_condition",
+        "weight",
+        "cap",
+        "half_life_days",
+        "is_active",
+    ]
+    readonly_fields = ["broken_condition"]
 
 
 @admin.register(Segment)
@@ -96,9 +129,18 @@ class SegmentAdmin(BumpsRulesetAdmin):
     list_display = ["code", "name", "prior", "topic_tags", "position"]
     inlines = [SignalInline]
 
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        if request.method == "GET":
+            segment = self.get_object(request, object_id)
+            if segment is not None:
+                _warn_broken(request, list(segment.signals.all()))
+        return super().change_view(request, object_id, form_url, extra_context)
+
 
 @admin.register(Signal)
-class SignalAdmin(BumpsRulesetAdmin):
+class SignalAdmin(ShowsBrokenCondition, BumpsRulesetAdmin):
     list_display = [
         "label",
         "segment",
@@ -107,9 +149,19 @@ class SignalAdmin(BumpsRulesetAdmin):
         "cap",
         "half_life_days",
         "is_active",
+        "broken_condition",
     ]
     list_filter = ["segment", "event_name", "is_active"]
     search_fields = ["label", "event_name"]
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        if request.method == "GET":
+            signal = self.get_object(request, object_id)
+            if signal is not None:
+                _warn_broken(request, [signal])
+        return super().change_view(request, object_id, form_url, extra_context)
 
 
 class PersonalizationRuleForm(forms.ModelForm):

@@ -26,6 +26,7 @@ from analytics.validation import USER_ID_MESSAGE, USER_PSEUDO_ID_RE
 from portfolio.api.admin_auth import AdminApiView
 from portfolio.api.admin_schema import AUTH_ERRORS, INVALID, MALFORMED, NOT_FOUND, parse_id
 
+from .conditions import conditions_problems
 from .models import PersonalizationRule, RuleChange, RuleSource, RuleStatus, Segment
 from .selectors import profile_get, segment_counts, variant_for
 from .services import (
@@ -300,6 +301,11 @@ class AdminSignal(serializers.Serializer):
     cap = serializers.FloatField()
     half_life_days = serializers.FloatField(allow_null=True)
     is_active = serializers.BooleanField()
+    condition_errors = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Why the stored conditions cannot run (scoring skips the signal); empty if "
+        "they can.",
+    )
 
 
 class AdminActiveRuleRef(serializers.Serializer):
@@ -352,7 +358,11 @@ class SegmentListApi(AdminApiView):
                 "visitors": counts.get(s.code, 0),
                 "active_rule": active.get(s.pk),
                 "signals": [
-                    {**{f: getattr(sig, f) for f in _SIGNAL_FIELDS}, "is_active": sig.is_active}
+                    {
+                        **{f: getattr(sig, f) for f in _SIGNAL_FIELDS},
+                        "is_active": sig.is_active,
+                        "condition_errors": conditions_problems(sig.conditions),
+                    }
                     for sig in s.signals.all()
                 ],
             }

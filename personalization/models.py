@@ -1,6 +1,9 @@
 """The content catalog: what the portfolio shows, tagged by topic so signals can match on it."""
 
+from django.core.exceptions import ValidationError
 from django.db import models
+
+from .validation import signal_conditions_errors
 
 
 class Section(models.Model):
@@ -89,6 +92,14 @@ class Signal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.segment.code}: {self.label}"
+
+    def clean(self) -> None:
+        # Run by every ModelForm (the Signal admin, the segment's inline) and by full_clean:
+        # a condition that cannot run is refused where it is typed. Scoring still skips one
+        # that reached the table another way.
+        errors = signal_conditions_errors(self.conditions)
+        if errors:
+            raise ValidationError(errors)
 
 
 class VisitorProfile(models.Model):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from django.utils import timezone
 
 from analytics.consent import profiling_denied_q
 from analytics.models import Event, Visitor
+from ops.metrics import SIGNAL_CONDITION_ERRORS
 
 from . import cache as p13n_cache
 from .models import (
@@ -42,6 +44,8 @@ from .scoring import (
 )
 
 CONVERSION_EVENTS = ("contact_intent", "download_resume")
+
+logger = logging.getLogger(__name__)
 
 
 def ruleset_state() -> tuple[int, str]:
@@ -82,7 +86,8 @@ def scoring_model_build() -> ScoringModel:
             segment=s.segment.code,
             label=s.label,
             event_name=s.event_name,
-            conditions=tuple(s.conditions or ()),
+            # Whatever the row holds: the model checks it and skips the signal if broken.
+            conditions=tuple(s.conditions) if isinstance(s.conditions, list) else s.conditions,
             weight=s.weight,
             cap=s.cap,
             half_life_days=s.half_life_days,
@@ -93,13 +98,35 @@ def scoring_model_build() -> ScoringModel:
         projects=dict(Project.objects.filter(is_active=True).values_list("slug", "tags")),
         skills=dict(Skill.objects.values_list("name", "tags")),
     )
-    return ScoringModel(
+    model = ScoringModel(
         segments=segments,
         signals=signals,
         catalog=catalog,
         temperature=settings.SCORING_TEMPERATURE,
         min_events=settings.SCORING_MIN_EVENTS,
+        on_condition_error=_condition_failed,
     )
+    for signal_id, problems in model.broken.items():
+        SIGNAL_CONDITION_ERRORS.labels(str(signal_id)).inc()
+        _report_once("p13n.signal.condition_broken", signal_id, "; ".join(problems))
+    return model
+
+
+_reported: set[tuple[str, int, str]] = set()  # what this process has logged already
+
+
+def _report_once(event: str, signal_id: int, detail: str) -> None:
+    """Log a broken signal once per process and problem, not on every model build or event."""
+    key = (event, signal_id, detail[:200])
+    if key in _reported or len(_reported) > 1000:
+        return
+    _reported.add(key)
+    logger.error(event, extra={"signal_id": signal_id, "error": detail[:500]})
+
+
+def _condition_failed(signal: SignalSpec, exc: Exception) -> None:
+    SIGNAL_CONDITION_ERRORS.labels(str(signal.id)).inc()
+    _report_once("p13n.signal.condition_failed", signal.id, type(exc).__name__)
 
 
 def stale_visitor_ids(*, limit: int) -> list[str]:

@@ -1,8 +1,12 @@
-"""The seed's ValidatedRuleOverride limits, shared by the admin form and the admin API."""
+"""What admins may save: the seed's ValidatedRuleOverride limits (shared by the admin form and
+the admin API) and the schema of signal conditions (the admin forms, Signal.full_clean, the
+data migration that loads the defaults)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from .conditions import conditions_problems
 
 LIST_LIMITS = {"priority_sections": 10, "featured_projects": 20, "highlight_skills": 50}
 MAX_ITEM_LENGTH = 100
@@ -57,3 +61,10 @@ def rule_catalog_errors(data: dict[str, Any]) -> dict[str, list[str]]:
             shown = ", ".join(repr(item[:40]) for item in unknown[:5])
             errors[name] = [f"Not in the content catalog: {shown}."]
     return errors
+
+
+def signal_conditions_errors(conditions: Any) -> dict[str, list[str]]:
+    """{"conditions": [messages]} when `conditions` breaks the schema (conditions.OPS: known
+    ops, a value of the op's type, regexes RE2 compiles); empty when it is valid. Never raises."""
+    problems = conditions_problems(conditions)
+    return {"conditions": problems} if problems else {}

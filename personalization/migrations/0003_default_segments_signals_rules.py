@@ -8,6 +8,13 @@ from django.db import migrations
 
 def load_defaults(apps, schema_editor):
     from personalization import defaults
+    from personalization.validation import signal_conditions_errors
+
+    # Rows written here skip the admin's validation: check them against the same schema.
+    for data in defaults.SIGNALS:
+        errors = signal_conditions_errors(data["conditions"])
+        if errors:
+            raise ValueError(f"default signal {data['label']!r}: {errors['conditions']}")
 
     Segment = apps.get_model("personalization", "Segment")
     Signal = apps.get_model("personalization", "Signal")
