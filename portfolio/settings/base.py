@@ -286,6 +286,9 @@ SIMPLE_JWT = {
     "ALGORITHM": "HS256",
     "AUTH_HEADER_TYPES": ("Bearer",),
     "UPDATE_LAST_LOGIN": True,
+    # Tokens carry a digest of the password hash they were issued under: a password change
+    # (or deactivation) ends them at once (portfolio/api/admin_auth.py).
+    "CHECK_REVOKE_TOKEN": True,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Portfolio personalization API",
