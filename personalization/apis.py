@@ -127,7 +127,16 @@ class PersonalizationApi(APIView):
                 required=True,
                 description="user_pseudo_id",
                 pattern=f"^{USER_PSEUDO_ID_RE.pattern}$",
-            )
+            ),
+            OpenApiParameter(
+                DEGRADED_HEADER,
+                str,
+                location=OpenApiParameter.HEADER,
+                response=[200],
+                enum=["database"],
+                description="Present when the database was unreachable: the default (CASUAL) "
+                "experience was served instead of the visitor's own.",
+            ),
         ],
         responses={
             200: _Personalization,

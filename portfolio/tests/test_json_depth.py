@@ -175,3 +175,40 @@ def test_mp_collect__params_any_depth__204_and_deep_bodies_rejected(
         [message] = debug.json()["validationMessages"]
         assert message["validationCode"] == "VALUE_INVALID"
         assert "nested deeper than 32" in message["description"]
+
+
+@pytest.mark.parametrize("depth", [40, 300, 1000, 5000])
+@pytest.mark.parametrize("where", ["event_params", "extra"])
+def test_ga4_export_import__line_nested_deep__dead_letter_and_the_rest_imported(
+    tmp_path, depth, where
+):
+    from analytics.ga4_export import import_export_file
+    from analytics.models import Event
+
+    deep = nested_text(depth, 0b0110)
+    row = {
+        "event_name": "page_view",
+        "user_pseudo_id": "deep.1",
+        "event_timestamp": "1764400000000000",
+    }
+    good = json.dumps({**row, "user_pseudo_id": "shallow.1"})
+    if where == "event_params":
+        bad = (
+            json.dumps(row)[:-1]
+            + ', "event_params": [{"key": "k", "value": {"string_value": '
+            + deep
+            + "}}]}"
+        )
+    else:
+        bad = json.dumps({**row, "event_name": "bad name"})[:-1] + ', "extra": ' + deep + "}"
+    path = tmp_path / "export.ndjson"
+    path.write_text(f"{good}\n{bad}\n{good}\n")
+
+    summary = import_export_file(path, use_copy=False, read_in_process=True)
+
+    assert Event.objects.filter(user_pseudo_id="shallow.1").count() == 1
+    assert not Event.objects.filter(user_pseudo_id="deep.1").exists()
+    rejected = RejectedEvent.objects.get()
+    assert rejected.line_number == 2
+    assert "nested deeper than 32" in json.dumps(rejected.reasons)
+    assert summary.rows_rejected == 1
