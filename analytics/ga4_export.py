@@ -40,6 +40,7 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from ops.metrics import EVENTS_DUPLICATE, EVENTS_INGESTED
+from portfolio.api.json_depth import json_too_deep, too_deep_message
 
 from .models import Event, EventSource, GA4ExportUpload, ImportStatus, RejectedEvent, Visitor
 from .read_ahead import ReadAhead
@@ -511,6 +512,8 @@ def _take_line(batch: _Batch, line: bytes | None, line_number: int, *, context: 
                 line.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise _RowError("line", f"Not UTF-8: {exc}", "NOT_UTF8") from exc
+        if json_too_deep(line):  # about 2 us a line; nothing deeper reaches a recursive walk
+            raise _RowError("line", too_deep_message(), "TOO_DEEP")
         try:
             data = _decode_line(line)
         except json.JSONDecodeError as exc:

@@ -42,6 +42,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from portfolio.api.json_depth import json_too_deep, too_deep_message
+
 from .services import EventIn, RejectedIn, timestamp_to_datetime
 
 
@@ -266,6 +268,10 @@ def _load(body: bytes) -> tuple[Any, ValidationMessage | None]:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError:
         return None, ValidationMessage("", "The body is not UTF-8 text.", Code.VALUE_INVALID)
+    if json_too_deep(body):
+        return None, ValidationMessage(
+            "", f"The body is not valid JSON: {too_deep_message()}", Code.VALUE_INVALID
+        )
     try:
         data = json.loads(text, object_pairs_hook=_object_pairs, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from portfolio.api.json_depth import json_too_deep, too_deep_message
+
 from .services import EventIn, timestamp_to_datetime
 
 EVENT_NAME_RE = re.compile(r"[A-Za-z0-9_]{1,100}")
@@ -51,20 +53,32 @@ SUSPECT_ESCAPE_BYTES = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 TEXT_MESSAGE = "Text must not contain NUL or unpaired surrogate characters."
 
 
+def _unstorable_str(value: str) -> bool:
+    if "\x00" in value:
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def has_unstorable_text(value: Any) -> bool:
-    """NUL characters or unpaired surrogates anywhere in keys or values (jsonb refuses both)."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            return True
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            return True
-        return False
-    if isinstance(value, dict):
-        return any(has_unstorable_text(k) or has_unstorable_text(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(has_unstorable_text(v) for v in value)
+    """NUL characters or unpaired surrogates anywhere in keys or values (jsonb refuses both).
+    Iterative: a value nested however deep is answered, never a RecursionError."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if _unstorable_str(item):
+                return True
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(key, str) and _unstorable_str(key):
+                    return True
+                pending.append(child)
+        elif isinstance(item, list):
+            pending.extend(item)
     return False
 
 
@@ -72,6 +86,8 @@ _DECODER = json.JSONDecoder(parse_float=finite_float, parse_constant=reject_cons
 
 
 def parse_json(body: bytes) -> Any:
+    if json_too_deep(body):
+        raise MalformedJSON(too_deep_message())
     try:
         return _DECODER.decode(body.decode("utf-8"))
     except UnicodeDecodeError as exc:

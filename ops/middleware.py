@@ -12,6 +12,14 @@ LazyMessageMiddleware: Django's MessageMiddleware, except that the message store
 cookie reader and a session reader) is built when a view or template first touches it. API
 requests never do, and building it was a few percent of every request's CPU.
 
+ApiJsonErrorsMiddleware: every response under /api/ is JSON (API.md), the ones Django writes
+itself included: the resolver's 404 (an HTML page, or the debug page when DEBUG is on), a plain
+Django view's 405, CSRF's 403, a slash redirect, a 500 page. Such a response keeps its status
+and headers (Allow, Location, Retry-After...) and gets `{"detail": ...}` as its body. Other
+paths keep Django's pages. ApiCommonMiddleware is Django's CommonMiddleware except that under
+/api/ only GET and HEAD are redirected to the path with a slash: Django cannot redirect a body
+(it raises in DEBUG), so a POST to a missing slash is the 404 of an unknown path.
+
 ProbeHostMiddleware: Kubernetes probes and Prometheus reach pods by IP, which ALLOWED_HOSTS
 rejects with 400. For exactly /health, /ready and /metrics (GET/HEAD) an unknown Host is
 replaced with an allowed one; those views never build URLs from it.
@@ -28,8 +36,9 @@ from django.conf import settings
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.messages.storage import default_storage
 from django.core.exceptions import DisallowedHost
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.request import validate_host
+from django.middleware.common import CommonMiddleware
 from django.utils.functional import SimpleLazyObject, empty
 
 from .context import REQUEST_ID_HEADER, request_id_from, request_id_var, route_var
@@ -120,6 +129,49 @@ class LazyMessageMiddleware(MessageMiddleware):
         if isinstance(messages, SimpleLazyObject) and messages._wrapped is empty:  # type: ignore[attr-defined]
             return response  # never read or written: nothing to store
         return super().process_response(request, response)
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith("/api/") or path == "/api"
+
+
+class ApiJsonErrorsMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        status = response.status_code
+        if status < 300 or status == 304 or not is_api_path(request.path_info):
+            return response
+        if response.get("Content-Type", "").startswith("application/json"):
+            return response
+        return _as_json(request, response)
+
+
+def _as_json(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    status = response.status_code
+    if status == 404:
+        detail = "Not found."  # what DRF's views say
+    elif status == 405:
+        detail = f'Method "{request.method}" not allowed.'
+    elif 300 <= status < 400 and response.get("Location"):
+        detail = f"{response.reason_phrase}: {response['Location']}"
+    else:
+        detail = f"{response.reason_phrase}."
+    replacement = JsonResponse({"detail": detail}, status=status)
+    for header, value in response.items():
+        if header.lower() not in ("content-type", "content-length"):
+            replacement[header] = value
+    replacement.cookies = response.cookies
+    return replacement
+
+
+class ApiCommonMiddleware(CommonMiddleware):
+    def should_redirect_with_slash(self, request: HttpRequest) -> bool:
+        if is_api_path(request.path_info) and request.method not in ("GET", "HEAD"):
+            return False
+        return bool(super().should_redirect_with_slash(request))
 
 
 class ProbeHostMiddleware:

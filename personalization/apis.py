@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from drf_spectacular.utils import (
@@ -18,10 +20,14 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from analytics.validation import USER_ID_MESSAGE, USER_PSEUDO_ID_RE
+from portfolio.api.exceptions import database_unavailable
 
-from .selectors import personalization_get
+from .selectors import personalization_degraded, personalization_get
+
+logger = logging.getLogger(__name__)
 
 JSON = "application/json"
+DEGRADED_HEADER = "X-Personalization-Degraded"
 
 _CONTRIBUTION_FIELDS: dict[str, serializers.Field] = {
     "signal": serializers.CharField(),
@@ -75,6 +81,19 @@ def _error(errors: dict[str, list[str]]) -> HttpResponse:
     return HttpResponse(json.dumps(body), status=422, content_type=JSON)
 
 
+def _degraded(user_id: str, exc: DatabaseError) -> HttpResponse:
+    """A visitor the cache cannot answer while the database is unreachable: the default
+    experience (what an unknown visitor gets), marked so the frontend and monitoring can tell,
+    and not to be cached anywhere. The page still renders; a 503 would leave it blank."""
+    logger.warning(
+        "personalization.degraded", extra={"reason": "database", "error": type(exc).__name__}
+    )
+    response = HttpResponse(personalization_degraded(user_pseudo_id=user_id), content_type=JSON)
+    response[DEGRADED_HEADER] = "database"
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 class PersonalizationApi(APIView):
     """The hot path. DRF describes it (schema, docs) but does not serve it: `dispatch` skips
     DRF's request wrapping, negotiation, authentication and renderers, which cost more than
@@ -92,8 +111,13 @@ class PersonalizationApi(APIView):
             return _error({"user_id": ["This query parameter is required."]})
         if not USER_PSEUDO_ID_RE.fullmatch(user_id):
             return _error({"user_id": [USER_ID_MESSAGE]})
-        # Already JSON: the cached bytes go out as they are.
-        return HttpResponse(personalization_get(user_pseudo_id=user_id), content_type=JSON)
+        try:
+            # Already JSON: the cached bytes go out as they are.
+            return HttpResponse(personalization_get(user_pseudo_id=user_id), content_type=JSON)
+        except DatabaseError as exc:
+            if not database_unavailable(exc):
+                raise
+            return _degraded(user_id, exc)
 
     @extend_schema(
         parameters=[
@@ -103,7 +127,16 @@ class PersonalizationApi(APIView):
                 required=True,
                 description="user_pseudo_id",
                 pattern=f"^{USER_PSEUDO_ID_RE.pattern}$",
-            )
+            ),
+            OpenApiParameter(
+                DEGRADED_HEADER,
+                str,
+                location=OpenApiParameter.HEADER,
+                response=[200],
+                enum=["database"],
+                description="Present when the database was unreachable: the default (CASUAL) "
+                "experience was served instead of the visitor's own.",
+            ),
         ],
         responses={
             200: _Personalization,

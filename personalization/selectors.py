@@ -346,10 +346,14 @@ def _iso(moment: Any) -> str | None:
 
 
 def personalization_build(
-    *, user_pseudo_id: str, profile: VisitorProfile | None, rules: dict[str, RuleView]
+    *,
+    user_pseudo_id: str,
+    profile: VisitorProfile | None,
+    rules: dict[str, RuleView],
+    model: ScoringModel | None = None,
 ) -> dict[str, Any]:
     if profile is None:
-        model = scoring_model_get()
+        model = model or scoring_model_get()
         decision = score_visitor(model, [], now=timezone.now())
         segments = {s.code: s for s in model.segments}
         segment, confidence = decision.segment, decision.confidence
@@ -400,6 +404,45 @@ def personalization_responses(
         )
         for p in profiles
     }
+
+
+DEGRADED_WHAT = "Personalization is unavailable right now: the default experience applies."
+
+
+def personalization_degraded(*, user_pseudo_id: str) -> bytes:
+    """The default (CASUAL) answer, built without the database for while it is unreachable:
+    from the scoring model and rules this process last loaded, or with an empty CASUAL rule
+    in a process that never reached the database. Never cached: the next request tries the
+    database again."""
+    model, rules = _model_cache["model"], _rules_cache["rules"] or {}
+    if model is not None:
+        body = personalization_build(
+            user_pseudo_id=user_pseudo_id, profile=None, rules=rules, model=model
+        )
+    else:
+        rule = rules.get(CASUAL, EMPTY_RULE)
+        body = {
+            "user_id": user_pseudo_id,
+            "segment": CASUAL,
+            "confidence": 1.0,
+            "scores": {CASUAL: 1.0},
+            "priority_sections": rule.priority_sections,
+            "featured_projects": rule.featured_projects,
+            "highlight_skills": rule.highlight_skills,
+            "reasoning": rule.reasoning,
+            "explanation": {
+                "why": "",
+                "so_what": "",
+                "recommendation": "",
+                "priors": {},
+                "contributions": [],
+            },
+            "variant": variant_for(user_pseudo_id),
+            "rule_version": rule.version,
+            "segmented_at": None,
+        }
+    body["explanation"]["what"] = DEGRADED_WHAT
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def personalization_get(*, user_pseudo_id: str) -> bytes:

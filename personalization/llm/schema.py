@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from portfolio.api.json_depth import json_max_depth, json_too_deep
+
 FINDING_KEYS = ("what", "why", "so_what", "recommendation")
 RULE_LIST_FIELDS = ("priority_sections", "featured_projects", "highlight_skills")
 MAX_FINDINGS = 10
@@ -54,6 +56,21 @@ class InvalidReply(ValueError):
     """The reply is not JSON or not our schema; the message is fed back to the model."""
 
 
+def reply_json(text: str) -> Any:
+    """The reply's JSON. A reply nested past JSON_MAX_DEPTH is refused before json.loads, whose
+    recursion would otherwise fail the task with RecursionError instead of trying again."""
+    if json_too_deep(text.encode("utf-8", "surrogatepass")):
+        raise InvalidReply(
+            f"The reply nests deeper than {json_max_depth()} levels; answer with flat JSON."
+        )
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidReply(f"The reply is not valid JSON ({exc.msg} at char {exc.pos}).") from exc
+    except RecursionError as exc:  # belt and braces: the depth check above should stop it
+        raise InvalidReply("The reply nests too deeply; answer flat JSON.") from exc
+
+
 def reply_parse(text: str | None) -> InsightReply:
     if not text or not text.strip():
         raise InvalidReply("The reply was empty; answer with one JSON object.")
@@ -61,10 +78,7 @@ def reply_parse(text: str | None) -> InsightReply:
     # Some OpenAI-compatible servers wrap JSON mode output in a Markdown fence.
     if body.startswith("```") and body.endswith("```"):
         body = body.strip("`").removeprefix("json").strip()
-    try:
-        data = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise InvalidReply(f"The reply is not valid JSON ({exc.msg} at char {exc.pos}).") from exc
+    data = reply_json(body)
     if not isinstance(data, dict):
         raise InvalidReply("The reply must be one JSON object, not a list or a scalar.")
     try:

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .providers import LLMRequest
-from .schema import InvalidReply
+from .schema import InvalidReply, reply_json
 
 PROMPT_VERSION = "second-opinion-v1"
 
@@ -37,10 +37,7 @@ class Opinions(BaseModel):
 
 
 def opinions_parse(text: str | None) -> Opinions:
-    try:
-        data = json.loads(text or "")
-    except json.JSONDecodeError as exc:
-        raise InvalidReply(f"The reply is not valid JSON ({exc.msg} at char {exc.pos}).") from exc
+    data = reply_json(text or "")
     try:
         return Opinions.model_validate(data, strict=False)
     except ValidationError as exc:

@@ -3,14 +3,17 @@
 import json
 from datetime import date, timedelta
 
+import hypothesis
 import pytest
 from django.utils import timezone
+from hypothesis import strategies as st
 
 from analytics.models import GA4DailyAggregate
 from personalization.insights import insight_input_build
 from personalization.insights_services import insight_drafts_approve, insight_run
 from personalization.llm.prompt import build_request
 from personalization.llm.schema import InsightReply, InvalidReply, reply_parse
+from personalization.llm.second_opinion import opinions_parse
 from personalization.llm.verify import numbers_verify, suggestions_filter
 from personalization.models import (
     InsightStatus,
@@ -464,3 +467,23 @@ def test_drafts_approve__activates_through_rule_activate(llm_server):
     assert rule.status == RuleStatus.ACTIVE
     assert RuleSetVersion.objects.get().version > ruleset
     assert PersonalizationRule.objects.filter(segment=rule.segment, status="active").count() == 1
+
+
+@pytest.mark.parametrize("parse", [reply_parse, opinions_parse])
+@pytest.mark.parametrize("depth", [33, 1_000, 100_000])
+def test_reply_parse__nested_past_the_limit__invalid_reply_not_recursion_error(parse, depth):
+    """A provider's reply is outside input: nested thousands deep, json.loads would raise
+    RecursionError and fail the whole analysis instead of retrying or moving on."""
+    text = '{"summary": ' + "[" * depth + "]" * depth + "}"
+    with pytest.raises(InvalidReply, match="nests deeper than 32 levels"):
+        parse(text)
+
+
+@hypothesis.settings(max_examples=60, deadline=None)
+@hypothesis.given(depth=st.integers(1, 5_000), opener=st.sampled_from(["[", '{"a":']))
+def test_reply_parse__any_nesting__invalid_reply_never_recursion_error(depth, opener):
+    closer = "]" if opener == "[" else "}"
+    text = '{"summary": ' + opener * depth + "1" + closer * depth + "}"
+    for parse in (reply_parse, opinions_parse):
+        with pytest.raises(InvalidReply):  # never RecursionError, whatever the depth
+            parse(text)

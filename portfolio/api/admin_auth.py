@@ -4,22 +4,33 @@ Every admin endpoint derives from AdminApiView, so authentication and permission
 here once: no token or a bad/expired one is 401 with `WWW-Authenticate: Bearer`, a valid token
 of a user who lost staff status or the permission is 403.
 
+A token dies with its user's password: it carries a digest of the password hash it was issued
+under (simplejwt's CHECK_REVOKE_TOKEN claim), and a token whose digest no longer matches, or
+whose user is inactive, is 401. Any change of the stored hash counts (set_password, the admin
+form, `manage.py changepassword`, a hasher upgrade at login).
+
 The token's user, with the decision, is kept per process for ADMIN_API_USER_CACHE_SECONDS (10):
-an admin script's requests then cost no user and permission queries. Any change to a user,
-group or permission in this process clears the copy at once; another process sees it within
-that many seconds. The checked token is kept as long, never past its own expiry: its signature
-and claims are checked once, not on every request of a script.
+an admin script's requests then cost no user and permission queries. The copy is keyed by a
+generation number in the shared cache, which every saved change to a user, group or permission
+moves (ORM signals, in any process): the next request anywhere looks the user up again. Only a
+change that bypasses the ORM's signals (a queryset update, raw SQL) waits for the seconds to
+pass; with the shared cache unreachable, nothing is kept. The checked token is kept as long,
+never past its own expiry: its signature and claims are checked once, not on every request.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+import uuid
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.cache import cache
+from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.permissions import BasePermission
@@ -28,7 +39,10 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.settings import api_settings
 
+logger = logging.getLogger(__name__)
+
 ADMIN_API_PERMISSION = "ops.use_admin_api"
+USERS_GENERATION_KEY = "admin-api:users-generation"
 
 
 def can_use_admin_api(user: Any) -> bool:
@@ -84,13 +98,20 @@ class AdminJWTAuthentication(JWTAuthentication):
 
     def get_user(self, validated_token: Any) -> Any:
         seconds = settings.ADMIN_API_USER_CACHE_SECONDS
-        user_id = validated_token.get(api_settings.USER_ID_CLAIM)
-        if seconds > 0 and (user := recent_users.get(user_id)) is not None:
+        generation = users_generation() if seconds > 0 else None
+        # The password claim is part of the key: a copy only ever answers for tokens that
+        # passed simplejwt's check against the hash it was loaded with.
+        key = (
+            generation,
+            validated_token.get(api_settings.USER_ID_CLAIM),
+            validated_token.get(api_settings.REVOKE_TOKEN_CLAIM),
+        )
+        if generation is not None and (user := recent_users.get(key)) is not None:
             return user
-        user = super().get_user(validated_token)
-        if seconds > 0:
+        user = super().get_user(validated_token)  # 401 if inactive or the password changed
+        if generation is not None:
             can_use_admin_api(user)  # fills the user's permission cache before it is shared
-            recent_users.put(user_id, user, seconds)
+            recent_users.put(key, user, seconds)
         return user
 
 
@@ -114,9 +135,28 @@ class AdminJWTScheme(OpenApiAuthenticationExtension):
         return {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
 
 
-def _users_changed(**kwargs: Any) -> None:
+def users_generation() -> str | None:
+    """The shared generation of users and permissions; None when the cache cannot say."""
+    try:
+        return str(cache.get(USERS_GENERATION_KEY, "0"))
+    except Exception:  # the shared cache is down: check every request against the database
+        return None
+
+
+def _forget_users() -> None:
     recent_users.clear()
     recent_tokens.clear()
+    try:
+        cache.set(USERS_GENERATION_KEY, uuid.uuid4().hex, timeout=None)
+    except Exception:  # other processes then notice within ADMIN_API_USER_CACHE_SECONDS
+        logger.warning("admin_api.users_generation_not_shared")
+
+
+def _users_changed(**kwargs: Any) -> None:
+    # Now, for this process; and again once committed, so no process reloads the user from
+    # the database between the two and keeps the old row under the new generation.
+    _forget_users()
+    transaction.on_commit(_forget_users)
 
 
 _User = get_user_model()

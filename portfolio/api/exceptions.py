@@ -60,6 +60,12 @@ def rate_limited_response(retry_after: int) -> Response:
     )
 
 
+def database_unavailable(exc: BaseException) -> bool:
+    """The database cannot be reached (connection refused or lost), as opposed to a query bug:
+    answered 503 with Retry-After, or degraded, never 500."""
+    return isinstance(exc, (OperationalError, InterfaceError)) or type(exc) is DatabaseError
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, exceptions.ValidationError):
         return validation_error_response(flatten_errors(exc.detail))
@@ -90,7 +96,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         return Response({"detail": message}, status=exc.status_code, headers=headers)
-    if isinstance(exc, (OperationalError, InterfaceError)) or type(exc) is DatabaseError:
+    if database_unavailable(exc):
         logger.error("api.database_unavailable", extra={"error": type(exc).__name__})
         return Response(
             {"detail": "Service temporarily unavailable. Retry later."},

@@ -66,8 +66,12 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "portfolio.csp.ContentSecurityPolicyMiddleware",
     "corsheaders.middleware.CorsMiddleware",
+    # Inside the CSP middleware (which then sees JSON), outside everything that may answer
+    # an /api/ request with an HTML page or an empty body (resolver 404, CSRF, redirects).
+    "ops.middleware.ApiJsonErrorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    # Django's CommonMiddleware, with no slash redirects for bodies under /api/.
+    "ops.middleware.ApiCommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Django's MessageMiddleware, building the message store only when a view uses it.
@@ -165,6 +169,11 @@ EVENTS_MAX_FUTURE_HOURS = env.int("EVENTS_MAX_FUTURE_HOURS", default=72)
 MP_MAX_BODY_BYTES = env.int("MP_MAX_BODY_BYTES", default=130_000)
 GTAG_MAX_BODY_BYTES = env.int("GTAG_MAX_BODY_BYTES", default=130_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(EVENTS_MAX_BODY_BYTES, 2_621_440)
+# Containers a JSON body may open inside each other (every JSON endpoint); deeper bodies are
+# refused before parsing (portfolio/api/json_depth.py), so no recursive walk meets them.
+JSON_MAX_DEPTH = env.int("JSON_MAX_DEPTH", default=32)
+if not 1 <= JSON_MAX_DEPTH <= 200:
+    raise ImproperlyConfigured("JSON_MAX_DEPTH must be between 1 and 200.")
 
 # Consent (analytics/consent.py): `honour` keeps visitors who denied analytics storage or ad
 # personalization out of profiling; `ignore` when consent is enforced before any tag loads.
@@ -263,7 +272,7 @@ LLM_SECOND_OPINION_MAX_VISITORS = env.int("LLM_SECOND_OPINION_MAX_VISITORS", def
 # --- REST framework and OpenAPI ----------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["portfolio.api.json_depth.DepthLimitedJSONParser"],
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "UNAUTHENTICATED_USER": None,
@@ -277,6 +286,9 @@ SIMPLE_JWT = {
     "ALGORITHM": "HS256",
     "AUTH_HEADER_TYPES": ("Bearer",),
     "UPDATE_LAST_LOGIN": True,
+    # Tokens carry a digest of the password hash they were issued under: a password change
+    # (or deactivation) ends them at once (portfolio/api/admin_auth.py).
+    "CHECK_REVOKE_TOKEN": True,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Portfolio personalization API",

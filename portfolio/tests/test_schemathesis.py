@@ -23,6 +23,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import AccessToken
+from rest_framework_simplejwt.utils import get_md5_hash_password
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from analytics.models import MeasurementStream
@@ -52,12 +53,15 @@ schema = schemathesis.openapi.from_wsgi("/api/schema/", WSGIHandler())
 # Schemathesis builds some cases (its coverage phase) at collection, auth included, so the token
 # cannot come from a per-test fixture: it names a fixed user id that each test creates.
 ADMIN_PK = 900_001
+# A fixed (unusable) password hash, so the token's password claim is known at collection.
+ADMIN_PASSWORD_HASH = "!schemathesis-admin"
 
 
 def _admin_token() -> str:
     token = AccessToken()
     token.set_exp(lifetime=timedelta(hours=12))
     token[api_settings.USER_ID_CLAIM] = str(ADMIN_PK)
+    token[api_settings.REVOKE_TOKEN_CLAIM] = get_md5_hash_password(ADMIN_PASSWORD_HASH)
     return str(token)
 
 
@@ -90,6 +94,7 @@ class Seeded:
 def seeded(settings: Any) -> Iterator[Seeded]:
     # Staff with the admin API permission, not a superuser, as conftest's admin_api_user.
     user = User.objects.create_user("schemathesis-admin", pk=ADMIN_PK, is_staff=True)
+    User.objects.filter(pk=ADMIN_PK).update(password=ADMIN_PASSWORD_HASH)
     user.user_permissions.add(Permission.objects.get(codename="use_admin_api"))
     # Rows for the read endpoints to return, so their bodies are checked with real data.
     now = timezone.now()
