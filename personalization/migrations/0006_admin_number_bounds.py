@@ -5,40 +5,75 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('personalization', '0005_llminsight'),
+        ("personalization", "0005_llminsight"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='section',
-            name='position',
-            field=models.PositiveSmallIntegerField(default=0, help_text='Default order on the page.', validators=[django.core.validators.MaxValueValidator(32767)]),
+            model_name="section",
+            name="position",
+            field=models.PositiveSmallIntegerField(
+                default=0,
+                help_text="Default order on the page.",
+                validators=[django.core.validators.MaxValueValidator(32767)],
+            ),
         ),
         migrations.AlterField(
-            model_name='segment',
-            name='position',
-            field=models.PositiveSmallIntegerField(default=0, validators=[django.core.validators.MaxValueValidator(32767)]),
+            model_name="segment",
+            name="position",
+            field=models.PositiveSmallIntegerField(
+                default=0, validators=[django.core.validators.MaxValueValidator(32767)]
+            ),
         ),
         migrations.AlterField(
-            model_name='segment',
-            name='prior',
-            field=models.FloatField(default=0.0, help_text='Raw score with no evidence at all; -1000 to 1000.', validators=[django.core.validators.MinValueValidator(-1000.0), django.core.validators.MaxValueValidator(1000.0)]),
+            model_name="segment",
+            name="prior",
+            field=models.FloatField(
+                default=0.0,
+                help_text="Raw score with no evidence at all; -1000 to 1000.",
+                validators=[
+                    django.core.validators.MinValueValidator(-1000.0),
+                    django.core.validators.MaxValueValidator(1000.0),
+                ],
+            ),
         ),
         migrations.AlterField(
-            model_name='signal',
-            name='cap',
-            field=models.FloatField(default=5.0, help_text='Most (decayed) matches counted per visitor; 0.01 to 10000.', validators=[django.core.validators.MinValueValidator(0.01), django.core.validators.MaxValueValidator(10000.0)]),
+            model_name="signal",
+            name="cap",
+            field=models.FloatField(
+                default=5.0,
+                help_text="Most (decayed) matches counted per visitor; 0.01 to 10000.",
+                validators=[
+                    django.core.validators.MinValueValidator(0.01),
+                    django.core.validators.MaxValueValidator(10000.0),
+                ],
+            ),
         ),
         migrations.AlterField(
-            model_name='signal',
-            name='half_life_days',
-            field=models.FloatField(blank=True, default=30.0, help_text='0.01 to 3650 days; empty: no time decay.', null=True, validators=[django.core.validators.MinValueValidator(0.01), django.core.validators.MaxValueValidator(3650.0)]),
+            model_name="signal",
+            name="half_life_days",
+            field=models.FloatField(
+                blank=True,
+                default=30.0,
+                help_text="0.01 to 3650 days; empty: no time decay.",
+                null=True,
+                validators=[
+                    django.core.validators.MinValueValidator(0.01),
+                    django.core.validators.MaxValueValidator(3650.0),
+                ],
+            ),
         ),
         migrations.AlterField(
-            model_name='signal',
-            name='weight',
-            field=models.FloatField(default=1.0, help_text='Added per counted match; -1000 to 1000 (negative: evidence against).', validators=[django.core.validators.MinValueValidator(-1000.0), django.core.validators.MaxValueValidator(1000.0)]),
+            model_name="signal",
+            name="weight",
+            field=models.FloatField(
+                default=1.0,
+                help_text="Added per counted match; -1000 to 1000 (negative: evidence against).",
+                validators=[
+                    django.core.validators.MinValueValidator(-1000.0),
+                    django.core.validators.MaxValueValidator(1000.0),
+                ],
+            ),
         ),
     ]
