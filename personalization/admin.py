@@ -20,6 +20,7 @@ from django.utils.html import format_html
 
 from analytics.admin_paging import EstimatedCountPaginator, SafeInputAdmin
 from analytics.validation import USER_ID_MESSAGE, USER_PSEUDO_ID_RE
+from portfolio.forms import JSON_FORMFIELD_OVERRIDES
 
 from . import admin_display as show
 from .conditions import conditions_problems
@@ -53,6 +54,8 @@ admin.site.index_template = "admin/portfolio_index.html"
 
 
 class BumpsRulesetAdmin(SafeInputAdmin):
+    formfield_overrides = JSON_FORMFIELD_OVERRIDES
+
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         super().delete_model(request, obj)
         ruleset_bump()
@@ -110,6 +113,7 @@ def _warn_broken(request: HttpRequest, signals: list[Signal]) -> None:
 
 class SignalInline(ShowsBrokenCondition, admin.TabularInline):
     model = Signal
+    formfield_overrides = JSON_FORMFIELD_OVERRIDES
     extra = 0
     fields = [
         "label",
@@ -190,6 +194,7 @@ class PersonalizationRuleAdmin(SafeInputAdmin):
     rule-set version."""
 
     form = PersonalizationRuleForm
+    formfield_overrides = JSON_FORMFIELD_OVERRIDES
     list_display = ["segment", "version", "status", "source", "created_by", "activated_at"]
     list_filter = ["status", "source", "segment"]
     actions = ["approve_and_activate", "archive"]

@@ -3,7 +3,14 @@
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from .validation import signal_conditions_errors
+from .validation import (
+    CAP_VALIDATORS,
+    HALF_LIFE_VALIDATORS,
+    POSITION_VALIDATORS,
+    PRIOR_VALIDATORS,
+    WEIGHT_VALIDATORS,
+    signal_conditions_errors,
+)
 
 
 class Section(models.Model):
@@ -11,7 +18,9 @@ class Section(models.Model):
 
     slug = models.SlugField(max_length=50, unique=True, help_text="The section's element id.")
     title = models.CharField(max_length=100)
-    position = models.PositiveSmallIntegerField(default=0, help_text="Default order on the page.")
+    position = models.PositiveSmallIntegerField(
+        default=0, validators=POSITION_VALIDATORS, help_text="Default order on the page."
+    )
     tags = models.JSONField(default=list, blank=True)
 
     class Meta:
@@ -56,14 +65,18 @@ class Segment(models.Model):
     code = models.SlugField(max_length=40, unique=True, help_text="e.g. ML_ENGINEER")
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True, default="")
-    prior = models.FloatField(default=0.0, help_text="Raw score with no evidence at all.")
+    prior = models.FloatField(
+        default=0.0,
+        validators=PRIOR_VALIDATORS,
+        help_text="Raw score with no evidence at all; -1000 to 1000.",
+    )
     topic_tags = models.JSONField(
         default=list, blank=True, help_text="Catalog tags this audience cares about."
     )
     recommendation = models.TextField(
         blank=True, default="", help_text="What to show this audience, in a sentence."
     )
-    position = models.PositiveSmallIntegerField(default=0)
+    position = models.PositiveSmallIntegerField(default=0, validators=POSITION_VALIDATORS)
 
     class Meta:
         ordering = ["position", "code"]
@@ -80,10 +93,22 @@ class Signal(models.Model):
     event_name = models.CharField(max_length=100)
     # [{"param": "project_id", "op": "tag", "value": ["ml", "ai"]}, ...]; all must hold.
     conditions = models.JSONField(default=list, blank=True)
-    weight = models.FloatField(default=1.0)
-    cap = models.FloatField(default=5.0, help_text="Most (decayed) matches counted per visitor.")
+    weight = models.FloatField(
+        default=1.0,
+        validators=WEIGHT_VALIDATORS,
+        help_text="Added per counted match; -1000 to 1000 (negative: evidence against).",
+    )
+    cap = models.FloatField(
+        default=5.0,
+        validators=CAP_VALIDATORS,
+        help_text="Most (decayed) matches counted per visitor; 0.01 to 10000.",
+    )
     half_life_days = models.FloatField(
-        null=True, blank=True, default=30.0, help_text="Empty: no time decay."
+        null=True,
+        blank=True,
+        default=30.0,
+        validators=HALF_LIFE_VALIDATORS,
+        help_text="0.01 to 3650 days; empty: no time decay.",
     )
     is_active = models.BooleanField(default=True)
 

@@ -10,6 +10,11 @@ functions over plain data: the same engine serves the Celery task, `resegment --
 Conditions are admin-typed JSON: a signal whose conditions break the schema (conditions.py)
 never matches, and a condition that raises on an event counts as not holding; neither fails a
 decision. Both are reported through the model's `broken` and `on_condition_error`.
+
+Numbers are admin-typed too: a prior, weight, cap or half-life outside the bounds the admin
+enforces (validation.py) is scored as the nearest bound, NaN as "counts nothing" (a half-life
+as "no decay"), and reported through `clamped`; so every raw score is finite and the scores are
+finite and sum to 1, whatever a row holds.
 """
 
 from __future__ import annotations
@@ -18,13 +23,21 @@ import functools
 import hashlib
 import json
 import math
+import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from .conditions import conditions_problems, regex_compile
+from .validation import (
+    CAP_MAX,
+    HALF_LIFE_MAX_DAYS,
+    HALF_LIFE_MIN_DAYS,
+    PRIOR_LIMIT,
+    WEIGHT_LIMIT,
+)
 
 CASUAL = "CASUAL"
 SECONDS_PER_DAY = 86_400.0
@@ -221,8 +234,12 @@ class ScoringModel:
     on_condition_error: Callable[[SignalSpec, Exception], None] | None = field(
         default=None, repr=False, compare=False
     )
+    # What was scored other than stored: "signal 7: weight 1e+308 counted as 1000.0", ...
+    clamped: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.segments = [self._bounded_segment(s) for s in self.segments]
+        self.signals = [self._bounded_signal(s) for s in self.signals]
         by_event: dict[str, list[SignalSpec]] = {}
         for signal in self.signals:
             self._matchers[signal.id], problems = compile_conditions(
@@ -237,6 +254,37 @@ class ScoringModel:
             self._plans[name] = [(s, self._matchers[s.id]) for s in [*signals, *wildcard]]
         if not self.version:
             self.version = model_version(self)
+
+    def _bounded_segment(self, segment: SegmentSpec) -> SegmentSpec:
+        prior = self._bounded(f"segment {segment.code}: prior", segment.prior, PRIOR_LIMIT)
+        return segment if prior == segment.prior else replace(segment, prior=prior)
+
+    def _bounded_signal(self, signal: SignalSpec) -> SignalSpec:
+        what = f"signal {signal.id}"
+        weight = self._bounded(f"{what}: weight", signal.weight, WEIGHT_LIMIT)
+        cap = self._bounded(f"{what}: cap", signal.cap, CAP_MAX, low=0.0)
+        half_life = signal.half_life_days
+        if half_life is not None:
+            # Zero, negative and NaN have always meant "no decay"; keep that, and bound the rest.
+            half_life = _as_float(half_life, HALF_LIFE_MAX_DAYS)
+            half_life = (
+                self._bounded(
+                    f"{what}: half_life_days", half_life, HALF_LIFE_MAX_DAYS, HALF_LIFE_MIN_DAYS
+                )
+                if half_life > 0
+                else None
+            )
+        if (weight, cap, half_life) == (signal.weight, signal.cap, signal.half_life_days):
+            return signal
+        return replace(signal, weight=weight, cap=cap, half_life_days=half_life)
+
+    def _bounded(self, what: str, value: Any, high: float, low: float | None = None) -> float:
+        low = -high if low is None else low
+        number = _as_float(value, high)
+        bounded = 0.0 if math.isnan(number) else min(max(number, low), high)
+        if math.isnan(number) or not low <= number <= high:
+            self.clamped.append(f"{what} {value!r} counted as {bounded!r}")
+        return bounded
 
     def plan_for(self, event_name: str) -> list[tuple[SignalSpec, Matcher]]:
         """The signals an event of this name may count for (its name's, then "*"), each with
@@ -278,10 +326,31 @@ def _decay(age_seconds: float, half_life_days: float | None) -> float:
     return 0.5 ** (max(age_seconds, 0.0) / (half_life_days * SECONDS_PER_DAY))
 
 
+def _as_float(value: Any, high: float) -> float:
+    """A stored number as a float; an integer past the float range as ±high, anything that is
+    not a number as NaN."""
+    try:
+        return float(value)
+    except OverflowError:
+        return high if value > 0 else -high
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def _softmax(raw: Mapping[str, float], temperature: float) -> dict[str, float]:
-    scaled = {code: value / temperature for code, value in raw.items()}
-    top = max(scaled.values())
-    exps = {code: math.exp(value - top) for code, value in scaled.items()}
+    """Finite scores summing to 1 for any raw scores and temperature. Each score's distance to
+    the top is taken before dividing (raw / temperature alone can overflow, and inf - inf is
+    NaN); a NaN raw score counts as 0 and an infinite one as the largest float; a temperature
+    that is not a positive finite number (a bad SCORING_TEMPERATURE) as 1."""
+    if not 0 < temperature < math.inf:
+        temperature = 1.0
+    finite = {
+        code: 0.0 if math.isnan(v) else min(max(v, -sys.float_info.max), sys.float_info.max)
+        for code, v in raw.items()
+    }
+    top = max(finite.values())
+    # The distance is >= 0 and may overflow to inf (exp gives 0); the top's is 0, so total >= 1.
+    exps = {code: math.exp(-((top - value) / temperature)) for code, value in finite.items()}
     total = sum(exps.values())
     return {code: value / total for code, value in exps.items()}
 

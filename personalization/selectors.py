@@ -109,6 +109,8 @@ def scoring_model_build() -> ScoringModel:
     for signal_id, problems in model.broken.items():
         SIGNAL_CONDITION_ERRORS.labels(str(signal_id)).inc()
         _report_once("p13n.signal.condition_broken", signal_id, "; ".join(problems))
+    for clamped in model.clamped:  # a number saved before the admin's bounds, or by raw SQL
+        _report_once("p13n.scoring.number_clamped", 0, clamped)
     return model
 
 
@@ -116,7 +118,8 @@ _reported: set[tuple[str, int, str]] = set()  # what this process has logged alr
 
 
 def _report_once(event: str, signal_id: int, detail: str) -> None:
-    """Log a broken signal once per process and problem, not on every model build or event."""
+    """Log a broken signal (or, id 0, a clamped number) once per process and problem, not on
+    every model build or event."""
     key = (event, signal_id, detail[:200])
     if key in _reported or len(_reported) > 1000:
         return

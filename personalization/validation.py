@@ -6,11 +6,31 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.validators import MaxValueValidator, MinValueValidator
+
 from .conditions import conditions_problems
 
 LIST_LIMITS = {"priority_sections": 10, "featured_projects": 20, "highlight_skills": 50}
 MAX_ITEM_LENGTH = 100
 MAX_REASONING_LENGTH = 1000
+
+# The numbers of segments and signals (docs/SEGMENTATION.md, "Numbers"): wide enough for any
+# sensible model (the defaults use priors 0-2, weights 0.3-2.5, caps 1-6), narrow enough that no
+# raw score can overflow. Scoring clamps a stored number outside them into them.
+PRIOR_LIMIT = 1000.0
+WEIGHT_LIMIT = 1000.0
+CAP_MIN, CAP_MAX = 0.01, 10_000.0
+HALF_LIFE_MIN_DAYS, HALF_LIFE_MAX_DAYS = 0.01, 3650.0
+
+# PositiveSmallIntegerField's range on PostgreSQL; SQLite would take up to 2**63 - 1.
+POSITION_VALIDATORS = [MaxValueValidator(32767)]
+PRIOR_VALIDATORS = [MinValueValidator(-PRIOR_LIMIT), MaxValueValidator(PRIOR_LIMIT)]
+WEIGHT_VALIDATORS = [MinValueValidator(-WEIGHT_LIMIT), MaxValueValidator(WEIGHT_LIMIT)]
+CAP_VALIDATORS = [MinValueValidator(CAP_MIN), MaxValueValidator(CAP_MAX)]
+HALF_LIFE_VALIDATORS = [
+    MinValueValidator(HALF_LIFE_MIN_DAYS),
+    MaxValueValidator(HALF_LIFE_MAX_DAYS),
+]
 
 
 def rule_errors(data: dict[str, Any]) -> dict[str, list[str]]:
