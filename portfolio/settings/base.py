@@ -199,6 +199,8 @@ GA4_DATA_API_TIMEOUT = env.float("GA4_DATA_API_TIMEOUT", default=30.0)
 # --- Segmentation and personalization ----------------------------------------------------------
 # Softmax temperature: higher spreads the scores, lower sharpens the winner.
 SCORING_TEMPERATURE = env.float("SCORING_TEMPERATURE", default=1.0)
+if not 0.01 <= SCORING_TEMPERATURE <= 100:  # NaN fails both comparisons
+    raise ImproperlyConfigured("SCORING_TEMPERATURE must be a number from 0.01 to 100.")
 # Visitors with fewer events stay CASUAL whatever they did.
 SCORING_MIN_EVENTS = env.int("SCORING_MIN_EVENTS", default=3)
 # A visitor's re-segmentation waits this long after its first new event, to batch a burst.

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 SERVICE_VARS = (
     "DATABASE_URL",
@@ -114,6 +116,14 @@ def test_settings__production_short_secret_key__refused():
 
     assert result.returncode != 0
     assert "at least 50 characters" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "1e9"])
+def test_settings__scoring_temperature_out_of_range__refused_at_start(value):
+    result = run_python(DESCRIBE, SCORING_TEMPERATURE=value)
+
+    assert result.returncode != 0
+    assert "SCORING_TEMPERATURE must be a number from 0.01 to 100" in result.stderr
 
 
 def test_settings__production_secret_from_file__accepted(tmp_path):
