@@ -118,7 +118,7 @@ def test_settings__production_short_secret_key__refused():
     assert "at least 50 characters" in result.stderr
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "1e9"])
+@pytest.mark.parametrize("value", ["0", "-1", "0.001", "1000"])
 def test_settings__scoring_temperature_out_of_range__refused_at_start(value):
     result = run_python(DESCRIBE, SCORING_TEMPERATURE=value)
 
