@@ -183,7 +183,7 @@ def test_mp_collect__unstorable_text_in_any_field__204_dead_letter_with_reason(
 def test_mp_collect__unstorable_stream_lookup__403_nothing_stored(
     client: Any, stream: MeasurementStream, name: str, text: str
 ) -> None:
-    url = mp_url(**{"measurement_id": text} if name == "measurement_id" else {"secret": text})
+    url = mp_url(measurement_id=text) if name == "measurement_id" else mp_url(secret=text)
 
     response = client.post(url, ascii_json(MP_BODY), content_type="application/json")
 
