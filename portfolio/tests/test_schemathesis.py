@@ -171,10 +171,19 @@ def aim_at_seeded_rows(case: Any, seeded: Seeded) -> None:
     parity of what was generated, to stay deterministic) name a seeded row or stream instead,
     so updates, deletes and the collectors' parsers run for real."""
     meta = case.meta
-    if meta is None or not meta.generation.mode.is_positive:
+    if meta is None:
+        return
+    query = case.query if isinstance(case.query, dict) else {}
+    if not meta.generation.mode.is_positive:
+        # A schema-invalid body must meet the collectors' parsers too, not only the 403.
+        query_invalid = any(
+            location.name == "QUERY" and not info.mode.is_positive
+            for location, info in meta.components.items()
+        )
+        if not query_invalid and "api_secret" in query:
+            query.update(measurement_id=MEASUREMENT_ID, api_secret=MP_SECRET)
         return
     path = case.path_parameters or {}
-    query = case.query if isinstance(case.query, dict) else {}
     rule_id = path.get("rule_id")
     if isinstance(rule_id, int) and rule_id % 2 == 0 and seeded.rule_ids:
         path["rule_id"] = seeded.rule_ids[rule_id // 2 % len(seeded.rule_ids)]
