@@ -20,6 +20,8 @@ from django.http import (
 )
 from django.utils.functional import cached_property
 
+from portfolio.storable import is_storable
+
 # Below this the exact COUNT(*) is cheap, and the estimate would look odd on a small install.
 ESTIMATE_ABOVE = 100_000
 # A filtered list counts at most this many rows; pages past it are not offered.
@@ -74,9 +76,10 @@ def csv_rows(header: list[str], rows: Iterator[tuple[Any, ...]]) -> Iterator[str
 
 
 def has_nul(request: HttpRequest) -> bool:
-    """PostgreSQL refuses NUL in text, so a filter carrying one would raise DataError (500)."""
+    """PostgreSQL refuses NUL in text, so a filter carrying one would raise DataError (500).
+    (The shared check: a query string decodes with U+FFFD for bad UTF-8, so NUL is what comes.)"""
     return any(
-        "\x00" in key or any("\x00" in value for value in values)
+        not is_storable(key) or not all(is_storable(value) for value in values)
         for key, values in request.GET.lists()
     )
 
@@ -95,7 +98,7 @@ class SafeInputAdmin(admin.ModelAdmin):
         pk = self.model._meta.pk
         try:
             for value in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME):
-                if "\x00" in value:
+                if not is_storable(value):
                     raise ValidationError("NUL")
                 number = pk.to_python(value)
                 if isinstance(number, int) and not -(2**63) <= number < 2**63:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
+import time
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import (
     OpenApiResponse,
     PolymorphicProxySerializer,
     extend_schema,
+    extend_schema_field,
     inline_serializer,
 )
 from rest_framework import serializers, status
@@ -38,31 +43,77 @@ _ValidationError = inline_serializer(
         "errors": serializers.DictField(child=serializers.ListField(child=serializers.CharField())),
     },
 )
-_EventSchema = inline_serializer(
-    "Event",
-    fields={
-        "event_name": serializers.RegexField(r"^[A-Za-z0-9_]{1,100}$"),
-        "user_pseudo_id": serializers.RegexField(r"^[A-Za-z0-9._-]{1,200}$"),
-        "event_params": serializers.DictField(
-            required=False, allow_null=True, help_text="≤ 10,000 bytes as JSON"
-        ),
-        "event_timestamp": serializers.FloatField(
-            required=False,
-            allow_null=True,
-            min_value=EARLIEST.timestamp(),
-            help_text="Unix s, ms or µs, from 2000-01-01; ≤ 72 h ahead; default: now",
-        ),
-        "event_id": serializers.CharField(
-            required=False,
-            allow_null=True,
-            max_length=MAX_EVENT_ID_LENGTH,
-            help_text="Client id used to drop duplicates",
-        ),
-    },
+# No NUL in text (JSON Schema regex, not Python's); surrogates are no JSON text to begin with.
+_NO_NUL = "^[^\\u0000]*$"
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "nullable": True,
+        "description": "≤ 10,000 bytes as JSON; no NUL in keys or text (PostgreSQL refuses it)",
+        "propertyNames": {"pattern": _NO_NUL},
+        "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+    }
 )
+class _EventParamsField(serializers.DictField):
+    pass
+
+
+@extend_schema_field({"not": {}, "description": "Not allowed here: one event or a batch."})
+class _ForbiddenField(serializers.Field):
+    pass
+
+
+class _EventTimestampField(serializers.FloatField):
+    """Documented by _EventTimestampExtension, with the bounds of the moment it is served."""
+
+
+class _EventTimestampExtension(OpenApiSerializerFieldExtension):
+    """The unit is read from the magnitude (services.timestamp_to_datetime): seconds, then
+    milliseconds, then microseconds, each from 2000-01-01 to EVENTS_MAX_FUTURE_HOURS past the
+    moment the schema is served. The API's own bound moves on with its clock, so what this
+    schema allows stays accepted; a value just past the schema's bound may be accepted too, a
+    little later (the one gap between schema and API: portfolio/tests/test_schemathesis.py)."""
+
+    target_class = "analytics.apis._EventTimestampField"
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        low = EARLIEST.timestamp()
+        high = math.floor(time.time()) + settings.EVENTS_MAX_FUTURE_HOURS * 3600
+        return {
+            "type": "number",
+            "nullable": True,
+            "description": "Unix s, ms or µs, from 2000-01-01; ≤ 72 h ahead; default: now",
+            "anyOf": [
+                {"minimum": low * scale, "maximum": high * scale} for scale in (1, 1000, 10**6)
+            ],
+        }
+
+
+_EVENT_FIELDS: dict[str, serializers.Field] = {
+    "event_name": serializers.RegexField(r"^[A-Za-z0-9_]{1,100}$"),
+    "user_pseudo_id": serializers.RegexField(r"^[A-Za-z0-9._-]{1,200}$"),
+    "event_params": _EventParamsField(required=False, allow_null=True),
+    "event_timestamp": _EventTimestampField(required=False, allow_null=True),
+    "event_id": serializers.CharField(
+        required=False,
+        allow_null=True,
+        max_length=MAX_EVENT_ID_LENGTH,
+        help_text="Client id used to drop duplicates",
+    ),
+}
+_EventSchema = inline_serializer(
+    "Event", fields={**_EVENT_FIELDS, "events": _ForbiddenField(required=False)}
+)
+_BatchedEventSchema = inline_serializer("BatchedEvent", fields=_EVENT_FIELDS)
+# A body is one event XOR a batch: the validator refuses a mixture (validation.MIXED_MESSAGE).
 _EventBatchSchema = inline_serializer(
     "EventBatch",
-    fields={"events": serializers.ListField(child=_EventSchema, min_length=1, max_length=500)},
+    fields={
+        "events": serializers.ListField(child=_BatchedEventSchema, min_length=1, max_length=500),
+        **{name: _ForbiddenField(required=False) for name in _EVENT_FIELDS},
+    },
 )
 
 

@@ -30,7 +30,10 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials, Credentials
 from google.oauth2 import service_account
 
-from .models import GA4DailyAggregate
+from portfolio.storable import UNSTORABLE_MESSAGE, is_storable, storable_json
+
+from .models import EventSource, GA4DailyAggregate
+from .services import RejectedIn, rejected_events_store
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +104,12 @@ def sync_daily_aggregates(
     client = client or build_client()
 
     responses = _fetch_report(client=client, property_id=property_id, days=days)
-    values, received, skipped = _rows_to_values(property_id=property_id, responses=responses)
-    created, updated = _upsert(property_id=property_id, values=values)
+    values, received, skipped, rejected = _rows_to_values(
+        property_id=property_id, responses=responses
+    )
+    with transaction.atomic():
+        created, updated = _upsert(property_id=property_id, values=values)
+        rejected_events_store(source=EventSource.GA4_API, items=rejected)
 
     result = SyncResult(days=days, rows=received, created=created, updated=updated)
     logger.info(
@@ -158,9 +165,12 @@ def _fetch_report(
 
 def _rows_to_values(
     *, property_id: str, responses: list[RunReportResponse]
-) -> tuple[dict[Key, dict[str, Any]], int, int]:
-    """Report rows → model field values by unique key; with the rows received and skipped."""
+) -> tuple[dict[Key, dict[str, Any]], int, int, list[RejectedIn]]:
+    """Report rows → model field values by unique key; with the rows received and skipped, and
+    a dead letter for each row whose text PostgreSQL could not store (portfolio/storable.py):
+    one such row must not fail the whole sync, retry after retry."""
     values: dict[Key, dict[str, Any]] = {}
+    rejected: list[RejectedIn] = []
     received = skipped = 0
     for response in responses:
         dimension_names = [header.name for header in response.dimension_headers]
@@ -175,6 +185,11 @@ def _rows_to_values(
                 METRICS[name]: cell.value
                 for name, cell in zip(metric_names, row.metric_values, strict=True)
             }
+            unstorable = [name for name, text in fields.items() if not is_storable(text)]
+            if unstorable:
+                skipped += 1
+                rejected.append(_rejected_row(property_id, fields, metrics, unstorable))
+                continue
             try:
                 row_values = _row_values(property_id=property_id, fields=fields, metrics=metrics)
             except (ValueError, InvalidOperation):
@@ -189,7 +204,20 @@ def _rows_to_values(
             values[key] = row_values
     if skipped:
         logger.warning("ga4.sync.rows_skipped property_id=%s skipped=%d", property_id, skipped)
-    return values, received, skipped
+    return values, received, skipped, rejected
+
+
+def _rejected_row(
+    property_id: str, fields: dict[str, str], metrics: dict[str, str], unstorable: list[str]
+) -> RejectedIn:
+    return RejectedIn(
+        payload=storable_json({**fields, **metrics}),
+        reasons=[
+            {"field": name, "message": UNSTORABLE_MESSAGE, "code": "TEXT_INVALID"}
+            for name in unstorable
+        ],
+        context=f"ga4 data api property {property_id}",
+    )
 
 
 def _row_values(

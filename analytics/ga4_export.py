@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 from ops.metrics import EVENTS_DUPLICATE, EVENTS_INGESTED
 from portfolio.api.json_depth import json_too_deep, too_deep_message
+from portfolio.storable import storable_text
 
 from .models import Event, EventSource, GA4ExportUpload, ImportStatus, RejectedEvent, Visitor
 from .read_ahead import ReadAhead
@@ -272,7 +273,8 @@ def import_export_file(
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     path = Path(path)
-    context = (context or path.name)[:300]
+    # Dead letters are stored and looked up by it (replays): storable, as RejectedEvent keeps it.
+    context = storable_text(context or path.name)[:300]
     if use_copy is None:
         use_copy = connection.vendor == "postgresql"
     elif use_copy and connection.vendor != "postgresql":

@@ -34,6 +34,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from portfolio.storable import UNSTORABLE_MESSAGE, is_storable, storable_text
+
 from .consent import gcs_traits
 from .measurement_protocol import VISITOR_ID_RE, Code, ValidationMessage, json_safe
 from .services import EventIn, RejectedIn
@@ -49,7 +51,6 @@ EVENT_NAME_RE = re.compile(r"[A-Za-z0-9_]{1,100}")
 PARAM_NAME_RE = re.compile(r"[A-Za-z0-9_]{1,40}")
 _INTEGER_RE = re.compile(r"-?[0-9]{1,18}")
 _DECIMAL_RE = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,3})?")
-_UNSTORABLE_RE = re.compile("[\x00\ud800-\udfff]")
 
 # gtag field → the event parameter GA4's export calls it.
 _PAGE_FIELDS = {"dl": "page_location", "dt": "page_title", "dr": "page_referrer"}
@@ -78,7 +79,7 @@ class GtagParse:
 
 
 def _field_name(raw: str) -> str:
-    return _UNSTORABLE_RE.sub("\ufffd", raw)[:MAX_FIELD_IN_REASON]
+    return storable_text(raw)[:MAX_FIELD_IN_REASON]
 
 
 def _decode(raw: bytes) -> tuple[dict[str, str], list[ValidationMessage]]:
@@ -99,11 +100,9 @@ def _decode(raw: bytes) -> tuple[dict[str, str], list[ValidationMessage]]:
             name = _field_name(key_bytes.decode("utf-8", errors="replace"))
             errors.append(ValidationMessage(name, "Is not UTF-8 text.", Code.VALUE_INVALID))
             continue
-        if _UNSTORABLE_RE.search(key) or _UNSTORABLE_RE.search(value):
+        if not (is_storable(key) and is_storable(value)):
             errors.append(
-                ValidationMessage(
-                    _field_name(key), "Must not hold NUL characters.", Code.VALUE_INVALID
-                )
+                ValidationMessage(_field_name(key), UNSTORABLE_MESSAGE, Code.VALUE_INVALID)
             )
             continue
         if key:

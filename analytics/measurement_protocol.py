@@ -43,8 +43,12 @@ from enum import StrEnum
 from typing import Any
 
 from portfolio.api.json_depth import json_too_deep, too_deep_message
+from portfolio.storable import is_storable, storable_json, storable_text
 
 from .services import EventIn, RejectedIn, timestamp_to_datetime
+
+# Dead letters keep what was sent, made storable (the one shared check and repair).
+json_safe = storable_json
 
 
 class Code(StrEnum):
@@ -85,8 +89,6 @@ NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 VISITOR_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,200}")
 _DIGITS_RE = re.compile(r"[0-9]{1,20}")
 _CURRENCY_RE = re.compile(r"[A-Z]{3}")
-# NUL and lone surrogates: valid in a JSON string, refused by PostgreSQL text and jsonb.
-_UNSTORABLE_RE = re.compile("[\x00\ud800-\udfff]")
 
 RESERVED_EVENT_NAMES = frozenset(
     {
@@ -179,8 +181,6 @@ DEVICE_FIELDS = frozenset(
 USER_LOCATION_FIELDS = frozenset(
     {"city", "region_id", "country_id", "subcontinent_id", "continent_id"}
 )
-# Dead letters keep nesting down to this depth; deeper garbage is cut.
-_DEEP_MAX = 32
 
 
 @dataclass(frozen=True)
@@ -192,7 +192,7 @@ class ValidationMessage:
     def __post_init__(self) -> None:
         # Paths and descriptions quote names the client chose: keep them storable and short.
         for name in ("field_path", "description"):
-            text = _UNSTORABLE_RE.sub("\ufffd", getattr(self, name))
+            text = storable_text(getattr(self, name))
             if len(text) > MAX_MESSAGE_TEXT:
                 text = text[: MAX_MESSAGE_TEXT - 1] + "…"
             object.__setattr__(self, name, text)
@@ -329,10 +329,6 @@ def _fields(
     return out
 
 
-def _storable(text: str) -> bool:
-    return _UNSTORABLE_RE.search(text) is None
-
-
 def _scalar_problem(value: Any) -> tuple[Code, str] | None:
     """A parameter or property value is a string, a number or a boolean."""
     if isinstance(value, bool):
@@ -344,7 +340,7 @@ def _scalar_problem(value: Any) -> tuple[Code, str] | None:
     if isinstance(value, float):
         return None if math.isfinite(value) else (Code.VALUE_INVALID, "Numbers must be finite.")
     if isinstance(value, str):
-        if _storable(value):
+        if is_storable(value):
             return None
         return Code.VALUE_INVALID, "Text must not hold NUL characters or lone surrogates."
     return Code.VALUE_INVALID, "Must be a string, a number or a boolean."
@@ -405,7 +401,7 @@ def _text_field(value: Any, path: str, max_length: int, report: _Report) -> str 
     """An optional text field: None when absent or invalid (then with a message)."""
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or not _storable(value):
+    if not isinstance(value, str) or not is_storable(value):
         report.add(path, Code.VALUE_INVALID, "Must be text.")
         return None
     if len(value) > max_length:
@@ -744,24 +740,6 @@ def _event_in(event: _Event, *, user_pseudo_id: str, occurred_at: datetime) -> E
 
 
 # --- dead letters ---------------------------------------------------------------------------
-
-
-def json_safe(value: Any, depth: int = 0) -> Any:
-    """What a client sent, made storable as JSON in PostgreSQL and SQLite: NUL and lone
-    surrogates replaced, non-finite numbers as text, nesting cut at a depth."""
-    if isinstance(value, str):
-        return _UNSTORABLE_RE.sub("\ufffd", value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, (bool, int, float)) or value is None:
-        return value
-    if depth >= _DEEP_MAX:
-        return "(nested too deeply)"
-    if isinstance(value, dict):
-        return {json_safe(str(k)): json_safe(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v, depth + 1) for v in value]
-    return json_safe(repr(value))
 
 
 def _reasons(messages: Iterable[ValidationMessage]) -> list[dict[str, str]]:

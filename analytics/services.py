@@ -15,6 +15,7 @@ import orjson
 from django.db import connection, transaction
 
 from ops.metrics import EVENTS_DUPLICATE, EVENTS_INGESTED, events_rejected
+from portfolio.storable import storable_json, storable_text
 
 from .models import Event, EventSource, RejectedEvent, Visitor
 from .signals import events_stored
@@ -303,16 +304,22 @@ class RejectedIn:
 
 
 def rejected_events_store(*, source: str, items: Sequence[RejectedIn]) -> int:
-    """Keep refused input as dead letters, so nothing a client sent is silently lost."""
+    """Keep refused input as dead letters, so nothing a client sent is silently lost.
+
+    Everything here may quote the client (a payload, a field name in a reason, the measurement
+    id in the context): it goes through the shared repair, so a dead letter is always storable
+    and a refusal can never become a 500 (a NUL in gtag's `tid` once did)."""
     if not items:
         return 0
     RejectedEvent.objects.bulk_create(
         [
             RejectedEvent(
                 source=source,
-                payload=item.payload if isinstance(item.payload, dict) else {"raw": item.payload},
-                reasons=item.reasons,
-                context=item.context[:300],
+                payload=storable_json(
+                    item.payload if isinstance(item.payload, dict) else {"raw": item.payload}
+                ),
+                reasons=storable_json(item.reasons),
+                context=storable_text(item.context)[:300],
                 line_number=item.line_number,
             )
             for item in items

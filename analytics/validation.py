@@ -27,6 +27,8 @@ EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 EVENT_NAME_MESSAGE = "Must be 1-100 characters: letters, digits and underscores only."
 USER_ID_MESSAGE = "Must be 1-200 characters: letters, digits, '-', '_' and '.' only."
 REQUIRED = "This field is required."
+EVENT_FIELDS = ("event_name", "user_pseudo_id", "event_params", "event_timestamp", "event_id")
+MIXED_MESSAGE = 'Not allowed beside "events": send one event, or {"events": [...]}, not both.'
 
 Errors = dict[str, list[str]]
 
@@ -192,6 +194,11 @@ def validate_payload(
     result = BatchValidation()
     if isinstance(data, dict) and "events" in data:
         result.is_batch = True
+        # One event or a batch, never both (the schema's oneOf): which one was meant is a guess.
+        mixed = [name for name in EVENT_FIELDS if name in data]
+        if mixed:
+            result.errors = {name: [MIXED_MESSAGE] for name in mixed}
+            return result
         items = data["events"]
         if not isinstance(items, list) or not 1 <= len(items) <= max_batch:
             result.errors["events"] = [f"Must be a list of 1 to {max_batch} events."]

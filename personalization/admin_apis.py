@@ -16,7 +16,7 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -24,10 +24,20 @@ from analytics.admin_apis import EventOut, event_rows
 from analytics.models import Event, Visitor
 from analytics.validation import USER_ID_MESSAGE, USER_PSEUDO_ID_RE
 from portfolio.api.admin_auth import AdminApiView
-from portfolio.api.admin_schema import AUTH_ERRORS, INVALID, MALFORMED, NOT_FOUND, parse_id
+from portfolio.api.admin_schema import (
+    AUTH_ERRORS,
+    INVALID,
+    MALFORMED,
+    NOT_FOUND,
+    AdminError,
+    parse_id,
+)
+from portfolio.api.fields import StrictCharField
+from portfolio.storable import is_storable
 
 from .conditions import conditions_problems
 from .models import PersonalizationRule, RuleChange, RuleSource, RuleStatus, Segment
+from .schema import ENUM_SOURCE
 from .selectors import profile_get, segment_counts, variant_for
 from .services import (
     RULE_CONTENT_FIELDS,
@@ -52,23 +62,56 @@ SEGMENT_CODE_MAX = 40  # Segment.code's max_length
 # --- Rules ----------------------------------------------------------------------------------------
 
 
+# What the schema says of a rule's list items, as rule_errors checks them: text with something
+# besides whitespace, no NUL. `x-enum-source` names the catalog table whose entries become the
+# item's `enum` in the published schema once that table has rows (personalization/schema.py),
+# since rule_catalog_errors then refuses anything else.
+_ITEM_PATTERN = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+_ITEM_SOURCES = {
+    "priority_sections": "sections",
+    "featured_projects": "projects",
+    "highlight_skills": "skills",
+}
+
+
 def _items(name: str) -> serializers.ListField:
-    return serializers.ListField(
-        child=serializers.CharField(max_length=MAX_ITEM_LENGTH, trim_whitespace=False),
+    # The whole array's schema, on a class of its own (DRF rebuilds field instances, dropping
+    # anything set on them): drf-spectacular has no keyword for uniqueItems (rule_errors
+    # refuses repeats) nor for the items' pattern.
+    schema = {
+        "type": "array",
+        "items": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_ITEM_LENGTH,
+            "pattern": _ITEM_PATTERN,
+            ENUM_SOURCE: _ITEM_SOURCES[name],
+        },
+        "maxItems": LIST_LIMITS[name],
+        "uniqueItems": True,
+    }
+    field_class = extend_schema_field(schema)(type("RuleItemsField", (serializers.ListField,), {}))
+    return field_class(
+        child=StrictCharField(max_length=MAX_ITEM_LENGTH, trim_whitespace=False),
         max_length=LIST_LIMITS[name],
         default=list,
     )
 
 
 @extend_schema_field(
-    {"type": "string", "pattern": r"^[-a-zA-Z0-9_]{1,40}$", "description": "e.g. ML_ENGINEER"}
+    {
+        "type": "string",
+        "pattern": r"^[-a-zA-Z0-9_]{1,40}$",
+        "description": "e.g. ML_ENGINEER",
+        ENUM_SOURCE: "segments",
+    }
 )
 class SegmentCodeField(serializers.SlugRelatedField):
-    """A segment by code. Text the database could not even compare (NUL bytes, non-strings,
-    over-long) is refused before the lookup."""
+    """A segment by code. Text the database could not even compare (NUL bytes, lone
+    surrogates, non-strings, over-long) is refused before the lookup."""
 
     def to_internal_value(self, data: Any) -> Segment:
-        if not isinstance(data, str) or "\x00" in data or len(data) > SEGMENT_CODE_MAX:
+        if not isinstance(data, str) or not is_storable(data) or len(data) > SEGMENT_CODE_MAX:
             self.fail("invalid")
         return super().to_internal_value(data)
 
@@ -81,7 +124,7 @@ class RuleIn(serializers.Serializer):
     priority_sections = _items("priority_sections")
     featured_projects = _items("featured_projects")
     highlight_skills = _items("highlight_skills")
-    reasoning = serializers.CharField(
+    reasoning = StrictCharField(
         max_length=MAX_REASONING_LENGTH, allow_blank=True, default="", trim_whitespace=False
     )
     source = serializers.ChoiceField(  # type: ignore[assignment]  # stubs: Field.source
@@ -99,6 +142,33 @@ class RuleIn(serializers.Serializer):
         if errors:
             raise ValidationError(errors)
         return attrs
+
+
+class RuleCreateIn(RuleIn):
+    """POST: a new rule is a draft or goes live at once; archiving one is a later change."""
+
+    status = serializers.ChoiceField(
+        choices=[RuleStatus.DRAFT.value, RuleStatus.ACTIVE.value],
+        required=False,
+        help_text="draft (default) or active (activates it, archiving the segment's current rule).",
+    )
+
+
+class RuleConflict(APIException):
+    """A change the rule's current state forbids, whatever the body's own validity: 409, as
+    HTTP has it, so that a schema-valid body is never a 422."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The rule's current state forbids this change."
+
+
+CONFLICT = {
+    409: OpenApiResponse(
+        AdminError,
+        description="The rule's state forbids the change: another segment than the rule's, "
+        "or back to draft once active or archived.",
+    )
+}
 
 
 class RuleOut(serializers.ModelSerializer):
@@ -179,7 +249,7 @@ def _apply_status(rule: PersonalizationRule, wanted: str | None, actor: str) -> 
     elif wanted == RuleStatus.ARCHIVED:
         rule_archive(rule=rule, actor=actor)
     else:
-        raise ValidationError({"status": ["A rule cannot go back to draft."]})
+        raise RuleConflict("A rule cannot go back to draft.")
 
 
 class RuleListApi(AdminApiView):
@@ -202,18 +272,16 @@ class RuleListApi(AdminApiView):
         return Response({"count": len(data), "results": data})
 
     @extend_schema(
-        request=RuleIn,
+        request=RuleCreateIn,
         responses={201: RuleDetailOut, **MALFORMED, **AUTH_ERRORS, **INVALID},
         tags=["admin"],
         summary="Create a rule (a draft unless status is active)",
         operation_id="admin_rules_create",
     )
     def post(self, request: Request) -> Response:
-        body = RuleIn(data=request.data)
+        body = RuleCreateIn(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        if data.get("status") == RuleStatus.ARCHIVED:
-            raise ValidationError({"status": ["Create a rule as draft or active."]})
         rule = rule_create(
             segment=data["segment"],
             priority_sections=data["priority_sections"],
@@ -241,7 +309,14 @@ class RuleDetailApi(AdminApiView):
     @extend_schema(
         parameters=[RULE_ID],
         request=RuleIn,
-        responses={200: RuleDetailOut, **MALFORMED, **AUTH_ERRORS, **NOT_FOUND, **INVALID},
+        responses={
+            200: RuleDetailOut,
+            **MALFORMED,
+            **AUTH_ERRORS,
+            **NOT_FOUND,
+            **CONFLICT,
+            **INVALID,
+        },
         tags=["admin"],
         summary="Replace a rule's content (an active rule gets a new version)",
         operation_id="admin_rules_update",
@@ -252,7 +327,14 @@ class RuleDetailApi(AdminApiView):
     @extend_schema(
         parameters=[RULE_ID],
         request=RuleIn(partial=True),
-        responses={200: RuleDetailOut, **MALFORMED, **AUTH_ERRORS, **NOT_FOUND, **INVALID},
+        responses={
+            200: RuleDetailOut,
+            **MALFORMED,
+            **AUTH_ERRORS,
+            **NOT_FOUND,
+            **CONFLICT,
+            **INVALID,
+        },
         tags=["admin"],
         summary="Change some of a rule's fields",
         operation_id="admin_rules_partial_update",
@@ -277,9 +359,7 @@ class RuleDetailApi(AdminApiView):
         body.is_valid(raise_exception=True)
         data = body.validated_data
         if "segment" in data and data["segment"].pk != rule.segment_id:
-            raise ValidationError(
-                {"segment": ["A rule keeps its segment; create a rule for the other one."]}
-            )
+            raise RuleConflict("A rule keeps its segment; create a rule for the other one.")
         actor = _actor(request)
         with transaction.atomic():
             changes = {name: data[name] for name in RULE_CONTENT_FIELDS if name in data}

@@ -429,6 +429,43 @@ def test_gtag_collect__no_stream_configured__any_tid_accepted(client):
     assert Event.objects.count() == 1
 
 
+@pytest.mark.parametrize("method", ["get", "post"])
+@pytest.mark.parametrize(
+    "tid", ["G-X%00", "%00", "G-%ED%A0%80X"], ids=["nul", "only-nul", "surrogate"]
+)
+def test_gtag_collect__unstorable_tid_no_stream_configured__204_and_dead_letter_with_reason(
+    client, method, tid
+):
+    # Issue 18 item 5: the tid went into the dead letter's context as sent, and PostgreSQL
+    # refused the NUL (DataError, 500). GA4 answers 204 to any hit: so do we, keeping a reason.
+    query = GTAG_QUERY.replace(f"tid={MEASUREMENT_ID}", f"tid={tid}")
+    if method == "get":
+        response = client.get(f"/g/collect?{query}")
+    else:
+        response = post_gtag(client, b"en=page_view", query=query)
+
+    assert response.status_code == 204
+    assert not Event.objects.exists()
+    letter = RejectedEvent.objects.get()
+    assert letter.reasons[0]["field"] == "tid"
+    assert "\x00" not in letter.context
+    assert letter.context.startswith("g/collect")
+    assert "\\u0000" not in json.dumps(letter.payload)
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_gtag_collect__nul_tid_stream_configured__403_nothing_stored(client, stream, method):
+    query = GTAG_QUERY.replace(f"tid={MEASUREMENT_ID}", "tid=G-TEST123%00")
+    if method == "get":
+        response = client.get(f"/g/collect?{query}")
+    else:
+        response = post_gtag(client, b"en=page_view", query=query)
+
+    assert response.status_code == 403
+    assert not Event.objects.exists()
+    assert not RejectedEvent.objects.exists()
+
+
 @pytest.mark.parametrize(
     "query",
     [

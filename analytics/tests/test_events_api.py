@@ -151,6 +151,22 @@ def test_post_batch__one_bad_event__422_and_nothing_stored(client):
     assert Visitor.objects.count() == 0
 
 
+@pytest.mark.parametrize(
+    "single",
+    [{"event_name": "page_view"}, {"user_pseudo_id": "abc.123"}, {"event_id": "x"}],
+    ids=["event_name", "user_pseudo_id", "event_id"],
+)
+def test_post__single_event_fields_beside_events__422_naming_them_nothing_stored(client, single):
+    # The schema's oneOf: one event XOR a batch. Which one a mixture meant is a guess.
+    response = post(client, {**single, "events": [EXAMPLE]})
+
+    assert response.status_code == 422
+    body = response.json()
+    assert set(body["errors"]) == set(single)
+    assert "not both" in body["detail"]
+    assert Event.objects.count() == 0
+
+
 @pytest.mark.parametrize("events", [[], [EXAMPLE] * 501, "nope", {"a": 1}])
 def test_post_batch__wrong_size_or_type__422_on_events(client, events):
     response = post(client, {"events": events})

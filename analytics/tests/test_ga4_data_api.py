@@ -17,7 +17,7 @@ from google.api_core import exceptions as google_exceptions
 from werkzeug import Response
 
 from analytics.ga4_data_api import SyncResult, sync_daily_aggregates
-from analytics.models import GA4DailyAggregate
+from analytics.models import EventSource, GA4DailyAggregate, RejectedEvent
 from analytics.tasks import GA4_RETRYABLE, sync_ga4_data_api
 from conftest import run_celery_worker
 
@@ -258,6 +258,24 @@ def test_sync__unparsable_date_row__skipped_rest_stored(ga4):
 
     assert result == SyncResult(days=3, rows=2, created=1, updated=0)
     assert list(GA4DailyAggregate.objects.values_list("page_path", flat=True)) == ["/y"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("field", ["event", "path", "source", "medium"])
+def test_sync__unstorable_text_in_row__dead_letter_with_reason_rest_stored(ga4, field):
+    # A NUL from the API would be a DataError on PostgreSQL and fail the whole sync, forever.
+    ga4.expect_ordered_request(URI, method="POST").respond_with_json(
+        report([row(**{field: "bad\x00value"}), row(path="/y")])
+    )
+
+    result = sync_daily_aggregates()
+
+    assert result == SyncResult(days=3, rows=2, created=1, updated=0)
+    assert list(GA4DailyAggregate.objects.values_list("page_path", flat=True)) == ["/y"]
+    letter = RejectedEvent.objects.get()
+    assert letter.source == EventSource.GA4_API
+    assert letter.reasons[0]["code"] == "TEXT_INVALID"
+    assert "bad\ufffdvalue" in letter.payload.values()
 
 
 @pytest.mark.django_db

@@ -145,6 +145,11 @@ def test_rules_create__active__replaces_the_live_rule_and_is_served(
         ({"reasoning": "r" * 1001}, "reasoning"),
         ({"reasoning": None}, "reasoning"),
         ({"reasoning": "nul\x00"}, "reasoning"),
+        ({"reasoning": 0}, "reasoning"),
+        ({"reasoning": True}, "reasoning"),
+        ({"highlight_skills": [0]}, "highlight_skills"),
+        ({"priority_sections": ["  "]}, "priority_sections"),
+        ({"segment": "ML\x00ENGINEER"}, "segment"),
         ({"featured_projects": ["no-such-project"]}, "featured_projects"),
         ({"highlight_skills": ["COBOL"]}, "highlight_skills"),
         ({"priority_sections": ["basement"]}, "priority_sections"),
@@ -252,13 +257,29 @@ def test_rule_patch__status_active__activates_draft(admin_client, catalog):
     assert body["featured_projects"] == ["llm-router"]  # untouched by a partial update
 
 
-def test_rule_patch__active_back_to_draft__422(admin_client):
+@pytest.mark.parametrize("field", ["segment", "reasoning", "priority_sections"])
+@pytest.mark.parametrize("text", ["\\u0000", "\\ud800", "x\\udc00"])
+def test_rules_create__unstorable_text__422_naming_the_field(admin_client, field, text):
+    # JSON escapes are how NUL and lone surrogates arrive; PostgreSQL could store neither.
+    value = f'["{text}"]' if field == "priority_sections" else f'"{text}"'
+    other = {"segment": '"ML_ENGINEER"'}
+    other.pop(field, None)
+    raw = "{" + ", ".join(f'"{k}": {v}' for k, v in {**other, field: value}.items()) + "}"
+
+    response = admin_client.post(RULES, raw, content_type="application/json")
+
+    assert response.status_code == 422, response.content
+    assert any(key.split(".")[0] == field for key in response.json()["errors"])
+
+
+def test_rule_patch__active_back_to_draft__409_rule_unchanged(admin_client):
+    # A state conflict, not a schema-invalid body: 409, so a schema-valid body is never a 422.
     rule = PersonalizationRule.objects.get(segment__code="CASUAL")
 
     response = admin_client.patch(f"{RULES}/{rule.pk}", {"status": "draft"}, format="json")
 
-    assert response.status_code == 422
-    assert "status" in response.json()["errors"]
+    assert response.status_code == 409
+    assert response.json() == {"detail": "A rule cannot go back to draft."}
     rule.refresh_from_db()
     assert rule.status == RuleStatus.ACTIVE
 
@@ -278,13 +299,27 @@ def test_rule_patch__archive__segment_falls_back_to_casual_rule(
     assert served["priority_sections"] == casual.priority_sections
 
 
-def test_rule_patch__other_segment__422(admin_client):
+def test_rule_patch__other_segment__409(admin_client):
     rule = PersonalizationRule.objects.get(segment__code="CASUAL")
 
     response = admin_client.patch(f"{RULES}/{rule.pk}", {"segment": "STUDENT"}, format="json")
 
-    assert response.status_code == 422
-    assert "segment" in response.json()["errors"]
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": "A rule keeps its segment; create a rule for the other one."
+    }
+
+
+def test_rule_put__active_to_draft__409_content_unchanged(admin_client):
+    rule = PersonalizationRule.objects.get(segment__code="CASUAL")
+    body = {"segment": "CASUAL", "reasoning": "changed", "status": "draft"}
+
+    response = admin_client.put(f"{RULES}/{rule.pk}", body, format="json")
+
+    assert response.status_code == 409
+    rule.refresh_from_db()
+    assert rule.status == RuleStatus.ACTIVE
+    assert rule.reasoning != "changed"
 
 
 def test_rule_patch__over_limit__422_rule_unchanged(admin_client):

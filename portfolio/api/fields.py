@@ -20,3 +20,16 @@ class StrictIntegerField(serializers.IntegerField):
         ):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    """Text sent as text. DRF's CharField turns 0, 1.5 and true into "0", "1.5" and "True",
+    which the schema's `type: string` does not allow. (CharField already refuses NUL and lone
+    surrogates, the text PostgreSQL cannot store: portfolio/storable.py.)"""
+
+    default_error_messages = {"invalid": "Must be a string."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)

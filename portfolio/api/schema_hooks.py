@@ -73,6 +73,30 @@ def require_bodies(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     return result
 
 
+# Any JSON value whose text (keys too) PostgreSQL's jsonb can store: no NUL. Event params are
+# objects of these; the events API refuses anything else with 422.
+JSON_VALUE = {
+    "description": "Any JSON value without NUL in its text or keys.",
+    "anyOf": [
+        {"type": "string", "pattern": NO_NUL_PATTERN, "nullable": True},
+        {"type": "number"},
+        {"type": "boolean"},
+        {"type": "array", "items": {"$ref": "#/components/schemas/JsonValue"}},
+        {
+            "type": "object",
+            "propertyNames": {"pattern": NO_NUL_PATTERN},
+            "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+        },
+    ],
+}
+
+
+def add_json_value_component(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas["JsonValue"] = JSON_VALUE
+    return result
+
+
 def add_metrics_endpoint(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     """/metrics is django-prometheus' plain Django view, invisible to DRF; API.md lists it."""
     result.setdefault("paths", {})["/metrics"] = METRICS_OPERATION

@@ -309,6 +309,9 @@ SPECTACULAR_SETTINGS = {
         "portfolio.api.schema_hooks.forbid_nul_in_text",
         "portfolio.api.schema_hooks.require_bodies",
         "portfolio.api.schema_hooks.add_metrics_endpoint",
+        "portfolio.api.schema_hooks.add_json_value_component",
+        # Segment codes and catalog entries, read from the database per request.
+        "personalization.schema.enumerate_from_database",
     ],
 }
 
