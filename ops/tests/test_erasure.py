@@ -299,3 +299,28 @@ def test_backup__after_an_erasure__ledger_copy_beside_the_archive_rotated_with_i
     assert not first.exists()
     assert not ledger_sidecar(first).exists()
     assert ledger_sidecar(second).exists()
+
+
+@pytest.mark.parametrize(
+    "module", ["ops/erasure.py", "ops/backups.py", "ops/signals.py", "ops/tasks.py"]
+)
+def test_ops_erasure_and_restore__imports__no_domain_app(module):
+    """Erasure and its re-application belong to the apps that own the data: ops only keeps the
+    ledger and announces restores (analytics.signals.visitor_erased, ops.signals)."""
+    import ast
+
+    from conftest import ROOT
+
+    tree = ast.parse((ROOT / module).read_text())
+    imported = {
+        name
+        for node in ast.walk(tree)
+        for name in (
+            [node.module or ""]
+            if isinstance(node, ast.ImportFrom)
+            else [alias.name for alias in node.names]
+            if isinstance(node, ast.Import)
+            else []
+        )
+    }
+    assert not {n for n in imported if n.split(".")[0] in ("analytics", "personalization")}
