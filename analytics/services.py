@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -13,12 +14,16 @@ from typing import Any
 
 import orjson
 from django.db import connection, transaction
+from django.db.models import Q
 
+from ops.erasure import ledger_hashes, ledger_record, visitor_hash
 from ops.metrics import EVENTS_DUPLICATE, EVENTS_INGESTED, events_rejected
 from portfolio.storable import storable_json, storable_text
 
 from .models import Event, EventSource, RejectedEvent, Visitor
-from .signals import events_stored
+from .signals import events_stored, visitor_erased
+
+logger = logging.getLogger(__name__)
 
 # Below 1e11 a Unix timestamp is in seconds (until year 5138), below 1e14 in milliseconds.
 _SECONDS_BELOW = 10**11
@@ -371,3 +376,56 @@ def collected_store(
         visitors_merge_traits(traits_by_visitor=traits_by_visitor)
         rejected_events_store(source=source, items=rejected)
     return accepted
+
+
+# --- Erasure ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ErasureCounts:
+    events: int
+    visitors: int
+    rejected_events: int
+    profiles: int
+
+
+def visitor_erase(*, user_pseudo_id: str, record: bool = True) -> ErasureCounts:
+    """Forget a visitor, in one transaction: events, the Visitor row, dead letters naming them,
+    and whatever `visitor_erased` receivers hold (personalization: the profile, and its cache
+    entries after commit). `record` adds the erasure to the ledger (ops.erasure) in the same
+    transaction, so no restore of an older backup brings the visitor back."""
+    with transaction.atomic():
+        events = Event.objects.filter(user_pseudo_id=user_pseudo_id).delete()[0]
+        visitors = Visitor.objects.filter(user_pseudo_id=user_pseudo_id).delete()[0]
+        rejected = RejectedEvent.objects.filter(
+            Q(payload__user_pseudo_id=user_pseudo_id) | Q(payload__client_id=user_pseudo_id)
+        ).delete()[0]
+        removed: collections.Counter[str] = collections.Counter()
+        for _receiver, counts in visitor_erased.send(sender=Visitor, user_pseudo_id=user_pseudo_id):
+            removed.update(counts or {})
+        if record:
+            ledger_record(user_pseudo_id=user_pseudo_id)
+    logger.info(
+        "visitor.erased",
+        extra={"events": events, "profiles": removed["profiles"], "rejected_events": rejected},
+    )
+    return ErasureCounts(
+        events=events, visitors=visitors, rejected_events=rejected, profiles=removed["profiles"]
+    )
+
+
+def erasures_reapply(*, ledger: set[str] | None = None) -> int:
+    """Erase again every stored visitor (a Visitor row or events) whose id hashes to a ledger
+    entry, by default the whole ledger (ops.erasure.ledger_hashes); how many there were."""
+    hashes = ledger_hashes() if ledger is None else ledger
+    if not hashes:
+        return 0
+    ids = set(Visitor.objects.values_list("user_pseudo_id", flat=True))
+    ids |= set(Event.objects.values_list("user_pseudo_id", flat=True).distinct())
+    erased = 0
+    for user_pseudo_id in sorted(ids):
+        if visitor_hash(user_pseudo_id) in hashes:
+            visitor_erase(user_pseudo_id=user_pseudo_id, record=False)
+            erased += 1
+    logger.info("visitor.erasures_reapplied", extra={"visitors": erased})
+    return erased

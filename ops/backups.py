@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 
 from .locks import LockNotAcquired, advisory_lock
 
@@ -147,9 +147,12 @@ def backups_rotate(
     keep = backup_retention() if keep is None else keep
     if keep < 1:
         raise BackupError(f"BACKUP_RETENTION must be at least 1 (got {keep}).")
+    from .erasure import ledger_sidecar
+
     removed = backups_list(directory=directory, prefix=prefix)[keep:]
     for path in removed:
         path.unlink(missing_ok=True)
+        ledger_sidecar(path).unlink(missing_ok=True)
         logger.info("ops.backup.rotated", extra={"file": path.name})
     return removed
 
@@ -260,6 +263,7 @@ def backup_create(
     finally:
         partial.unlink(missing_ok=True)
     seconds = time.monotonic() - started
+    _ledger_copy_beside(path, using=using)
     removed = backups_rotate(directory=directory, keep=keep)
     result = BackupResult(
         path=path, size_bytes=path.stat().st_size, seconds=seconds, removed=tuple(removed)
@@ -279,16 +283,54 @@ def backup_create(
     return result
 
 
+def _ledger_copy_beside(archive: Path, *, using: str) -> None:
+    """The erasure ledger as it stands, beside the archive and in BACKUP_DIR/erasures.jsonl:
+    a restore of this archive after the database is lost still knows every erasure."""
+    from .erasure import ledger_entries, ledger_file_write, ledger_path, ledger_sidecar
+
+    try:
+        entries = ledger_entries(using=using)
+        ledger_file_write(ledger_sidecar(archive), entries)
+        ledger_file_write(ledger_path(), entries)
+    except OSError as exc:
+        # The table in the archive holds the ledger too; only a restore after losing both the
+        # database and this copy would miss erasures. Loud, but the backup itself is good.
+        logger.error("ops.erasure.ledger_write_failed", extra={"error": type(exc).__name__})
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    seconds: float
+    ledger_entries: int
+    # One line per receiver of `database_restored` (erasures re-applied, cache invalidated).
+    notes: tuple[str, ...] = ()
+
+
 def backup_restore(
     *, path: Path, using: str = DEFAULT_DB_ALIAS, lock_timeout_seconds: int = 60
-) -> float:
+) -> RestoreResult:
     """Replace the database's tables with the archive's, in one transaction: on any error
     nothing changes. Stop web, worker and beat first; a session holding a table lock makes
-    the restore fail after `lock_timeout_seconds` rather than hang. Returns seconds taken."""
+    the restore fail after `lock_timeout_seconds` rather than hang.
+
+    Erasures are never undone: the erasure ledger of the live database (read before it is
+    replaced), the copy beside the archive and BACKUP_DIR/erasures.jsonl go back into the
+    restored table, and `database_restored` receivers erase every visitor it names again and
+    bring the cache in line with the restored database."""
+    from .erasure import (
+        ledger_entries,
+        ledger_file_write,
+        ledger_path,
+        ledger_store,
+        ledger_table_read_or_empty,
+    )
+    from .signals import database_restored
+
     settings_dict = _postgres_settings(using)
     if not path.is_file():
         raise BackupError(f"{path}: no such backup file")
     pg_restore = _tool("pg_restore")
+    live_ledger = ledger_table_read_or_empty(using=using)
     env = pg_environment(settings_dict)
     env["PGOPTIONS"] = f"-c lock_timeout={int(lock_timeout_seconds * 1000)}"
     started = time.monotonic()
@@ -310,12 +352,27 @@ def backup_restore(
         what="pg_restore",
     )
     # Visitors erased since this archive was made must not come back with it.
-    from .erasure import erasures_reapply
-
-    reapplied = erasures_reapply()
+    ledger = ledger_entries(archive=path, using=using)  # the restored table, the files
+    ledger.update({h: at for h, at in live_ledger.items() if h not in ledger})
+    notes = []
+    try:
+        with transaction.atomic(using=using):
+            ledger_store(ledger, using=using)
+    except DatabaseError:
+        notes.append(
+            "erasure ledger: this archive has no ledger table; run `manage.py migrate`, then "
+            "`manage.py erase_visitor --reapply-ledger`"
+        )
+    try:
+        ledger_file_write(ledger_path(), ledger)
+    except OSError as exc:
+        logger.warning("ops.erasure.ledger_write_failed", extra={"error": type(exc).__name__})
+    for _receiver, note in database_restored.send(sender=BackupResult, ledger=set(ledger)):
+        if note:
+            notes.append(str(note))
     seconds = time.monotonic() - started
     logger.info(
         "ops.backup.restored",
-        extra={"file": path.name, "seconds": round(seconds, 3), "erasures_reapplied": reapplied},
+        extra={"file": path.name, "seconds": round(seconds, 3), "ledger_entries": len(ledger)},
     )
-    return seconds
+    return RestoreResult(seconds=seconds, ledger_entries=len(ledger), notes=tuple(notes))

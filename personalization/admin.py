@@ -19,6 +19,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from analytics.admin_paging import EstimatedCountPaginator, SafeInputAdmin
+from analytics.services import visitor_erase
 from analytics.validation import USER_ID_MESSAGE, USER_PSEUDO_ID_RE
 from portfolio.forms import JSON_FORMFIELD_OVERRIDES
 
@@ -45,7 +46,6 @@ from .services import (
     rule_snapshot,
     rule_update,
     ruleset_bump,
-    visitor_erase,
 )
 from .validation import rule_catalog_errors, rule_errors
 

@@ -22,6 +22,7 @@ from rest_framework.response import Response
 
 from analytics.admin_apis import EventOut, event_rows
 from analytics.models import Event, Visitor
+from analytics.services import visitor_erase
 from analytics.validation import USER_ID_MESSAGE, USER_PSEUDO_ID_RE
 from portfolio.api.admin_auth import AdminApiView
 from portfolio.api.admin_schema import (
@@ -46,7 +47,6 @@ from .services import (
     rule_create,
     rule_delete,
     rule_update,
-    visitor_erase,
 )
 from .validation import (
     LIST_LIMITS,

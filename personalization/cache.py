@@ -119,6 +119,37 @@ def forget_visitor(user_pseudo_id: str) -> None:
     _invalidate([user_pseudo_id])
 
 
+def ruleset_cached() -> int | None:
+    """The rule-set version the cache holds; None if it holds none or cannot be read."""
+    try:
+        value = cache.get(RULESET_KEY)
+    except Exception as exc:
+        _ERRORS.inc()
+        logger.warning("p13n.cache.read_failed", extra={"error": type(exc).__name__})
+        return None
+    return value if isinstance(value, int) else None
+
+
+def invalidate_all(*, ruleset: int) -> bool:
+    """Forget every visitor's cached version and response and publish `ruleset` (the database
+    was restored: everything cached may be newer than it). Every process drops its local copy.
+    False if the cache failed."""
+    try:
+        if hasattr(cache, "delete_pattern"):  # django-redis: SCAN, only our KEY_PREFIX
+            for pattern in (profile_version_key("*"), response_key("*")):
+                cache.delete_pattern(pattern, itersize=1000)
+        else:
+            cache.clear()
+        cache.set(RULESET_KEY, ruleset, timeout=None)
+    except Exception as exc:
+        _ERRORS.inc()
+        logger.warning("p13n.cache.invalidate_all_failed", extra={"error": type(exc).__name__})
+        return False
+    finally:
+        _invalidate(None)
+    return True
+
+
 def _safe_set(key: str, value: int) -> None:
     try:
         cache.set(key, value, timeout=None)

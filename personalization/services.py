@@ -12,11 +12,11 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache as djcache
 from django.db import InterfaceError, OperationalError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from analytics.consent import denied_visitor_ids
-from analytics.models import Event, RejectedEvent, Visitor
+from analytics.services import visitor_erase
+from ops.erasure import visitor_hash
 from ops.metrics import VISITORS_SEGMENTED
 from portfolio.db import bulk_upsert
 
@@ -506,38 +506,42 @@ def rule_next_version(*, segment: Segment) -> int:
 # --- Erasure ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ErasureCounts:
-    events: int
-    visitors: int
-    rejected_events: int
-    profiles: int
+def profile_erase(*, user_pseudo_id: str) -> int:
+    """The personalization side of a visitor erasure (analytics.services.visitor_erase sends
+    `visitor_erased` inside its transaction): the profile now, its cache entries and pending
+    mark after commit, so a reader never re-caches the old answer from rows still visible to
+    it. Returns the number of profiles deleted."""
+    profiles = VisitorProfile.objects.filter(user_pseudo_id=user_pseudo_id).delete()[0]
+    transaction.on_commit(lambda: _forget_cached(user_pseudo_id))
+    return profiles
 
 
-def visitor_erase(*, user_pseudo_id: str, record: bool = True) -> ErasureCounts:
-    """Forget a visitor: events, the analytics Visitor row, dead letters naming them, the
-    profile; their cache entries go after commit, so a reader never re-caches the old answer
-    from rows still visible to it. `record` appends it to the erasure ledger (ops.erasure), so
-    a restore of an older backup erases the visitor again."""
-    from ops.erasure import erasure_record
+def profiles_erase_ledgered(*, ledger: set[str]) -> int:
+    """After a restore: erase every restored profile whose visitor the erasure ledger names
+    (visitors with a Visitor row or events are erased whole by analytics)."""
+    if not ledger:
+        return 0
+    ids = VisitorProfile.objects.values_list("user_pseudo_id", flat=True)
+    erased = [uid for uid in ids if visitor_hash(uid) in ledger]
+    for uid in erased:
+        visitor_erase(user_pseudo_id=uid, record=False)
+    return len(erased)
 
+
+def cache_reset_after_restore() -> bool:
+    """After a database restore, nothing cached before it may be served: the rule-set version
+    moves past both the restored one and the cached one (a cached entry tagged with a version
+    the restored counter will reach again must never match), then every visitor's cached
+    version and response is dropped and every process's local copy with them. False if the
+    cache could not be reached (the operator is told to clear it)."""
+    cached = cache.ruleset_cached()
     with transaction.atomic():
-        events = Event.objects.filter(user_pseudo_id=user_pseudo_id).delete()[0]
-        visitors = Visitor.objects.filter(user_pseudo_id=user_pseudo_id).delete()[0]
-        rejected = RejectedEvent.objects.filter(
-            Q(payload__user_pseudo_id=user_pseudo_id) | Q(payload__client_id=user_pseudo_id)
-        ).delete()[0]
-        profiles = VisitorProfile.objects.filter(user_pseudo_id=user_pseudo_id).delete()[0]
-        transaction.on_commit(lambda: _forget_cached(user_pseudo_id))
-        if record:
-            transaction.on_commit(lambda: erasure_record(user_pseudo_id))
-    logger.info(
-        "visitor.erased",
-        extra={"events": events, "profiles": profiles, "rejected_events": rejected},
-    )
-    return ErasureCounts(
-        events=events, visitors=visitors, rejected_events=rejected, profiles=profiles
-    )
+        row = RuleSetVersion.objects.select_for_update().order_by("pk").first()
+        if row is None:
+            row = RuleSetVersion.objects.create(version=1)
+        row.version = max(row.version, cached or 0) + 1
+        row.save(update_fields=["version", "changed_at"])
+    return cache.invalidate_all(ruleset=row.version)
 
 
 def _forget_cached(user_pseudo_id: str) -> None:

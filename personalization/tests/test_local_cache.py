@@ -4,11 +4,11 @@ import pytest
 from django.core.cache import cache as djcache
 
 from analytics.models import EventSource
-from analytics.services import events_store
+from analytics.services import events_store, visitor_erase
 from ops.tests.test_failure_drills import gunicorn
 from personalization import cache as p13n_cache
 from personalization.models import PersonalizationRule, Segment
-from personalization.services import catalog_load_demo, rule_activate, visitor_erase
+from personalization.services import catalog_load_demo, rule_activate
 from personalization.tests.test_personalization_api import ml_events, personalized_id
 
 URL = "/api/personalization"

@@ -9,7 +9,14 @@ from django.db import connections
 from django.utils import timezone
 
 from analytics.models import EventSource
-from analytics.services import EventIn, RejectedIn, events_store, rejected_events_store
+from analytics.services import (
+    ErasureCounts,
+    EventIn,
+    RejectedIn,
+    events_store,
+    rejected_events_store,
+    visitor_erase,
+)
 from personalization import cache as p13n_cache
 from personalization.models import (
     PersonalizationRule,
@@ -20,14 +27,12 @@ from personalization.models import (
     VisitorProfile,
 )
 from personalization.services import (
-    ErasureCounts,
     pending_key,
     rule_activate,
     rule_archive,
     rule_create,
     rule_delete,
     rule_update,
-    visitor_erase,
 )
 
 

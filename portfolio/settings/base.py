@@ -376,7 +376,7 @@ for _directory in (VAR_DIR, Path(STATIC_ROOT)):
 
 # --- Backups (`manage.py backup` / `restore`, nightly at 02:15 UTC) ---------------------------
 BACKUP_DIR = env.path("BACKUP_DIR", default=str(VAR_DIR / "backups"))
-# Keys the visitor hashes of the erasure ledger (BACKUP_DIR/erasures.jsonl, ops/erasure.py);
+# Keys the visitor hashes of the erasure ledger (ErasureLedgerEntry + files, ops/erasure.py);
 # SECRET_KEY when empty. Changing it stops older entries from matching: keep it stable.
 ERASURE_LEDGER_KEY = env.str("ERASURE_LEDGER_KEY", default="")
 BACKUP_RETENTION = env.int("BACKUP_RETENTION", default=7)

@@ -34,12 +34,14 @@ class Command(BaseCommand):
                 "in the current database."
             )
         try:
-            seconds = backup_restore(path=file)
+            result = backup_restore(path=file)
         except BackupError as exc:
             raise CommandError(str(exc)) from exc
+        for note in result.notes:
+            self.stdout.write(note)
         self.stdout.write(
             self.style.SUCCESS(
-                f"Restored {file} in {seconds:.1f} s. Run `manage.py migrate` if the code is "
-                "newer than the backup, then start the services."
+                f"Restored {file} in {result.seconds:.1f} s. Run `manage.py migrate` if the code "
+                "is newer than the backup, then start the services."
             )
         )

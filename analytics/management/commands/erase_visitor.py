@@ -1,16 +1,17 @@
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from analytics.services import erasures_reapply, visitor_erase
 from analytics.validation import USER_ID_MESSAGE, USER_PSEUDO_ID_RE
-from ops.erasure import erasures_reapply
-from personalization.services import visitor_erase
+from ops.erasure import ledger_merge
 
 
 class Command(BaseCommand):
     help = (
         "Erase visitors (a data-subject request): their events, visitor row, dead letters, "
         "profile and cache entries, recorded in the erasure ledger so that restoring an older "
-        "backup erases them again. --reapply-ledger re-applies every recorded erasure (after a "
-        "restore made by hand with pg_restore)."
+        "backup erases them again. --reapply-ledger re-applies every recorded erasure (the "
+        "ledger table and BACKUP_DIR/erasures.jsonl; after a restore made by hand with "
+        "pg_restore)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -32,4 +33,6 @@ class Command(BaseCommand):
                 f"{counts.rejected_events} rejected events erased"
             )
         if reapply_ledger:
-            self.stdout.write(f"Ledger re-applied: {erasures_reapply()} visitors erased again.")
+            ledger = set(ledger_merge())  # erasures.jsonl entries the table lacks go into it
+            erased = erasures_reapply(ledger=ledger)
+            self.stdout.write(f"Ledger re-applied: {erased} visitors erased again.")
