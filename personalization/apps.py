@@ -6,8 +6,9 @@ class PersonalizationConfig(AppConfig):
     verbose_name = "Personalization"
 
     def ready(self) -> None:
-        from analytics.signals import events_stored
+        from analytics.signals import events_stored, visitors_deleted
 
-        from .receivers import on_events_stored
+        from .receivers import on_events_stored, on_visitors_deleted
 
         events_stored.connect(on_events_stored, dispatch_uid="personalization.resegment")
+        visitors_deleted.connect(on_visitors_deleted, dispatch_uid="personalization.forget")

@@ -2,8 +2,12 @@
 
 from typing import Any
 
-from .services import resegment_request
+from .services import profiles_forget, resegment_request
 
 
 def on_events_stored(sender: Any, *, user_pseudo_ids: tuple[str, ...], **kwargs: Any) -> None:
     resegment_request(user_pseudo_ids=user_pseudo_ids)
+
+
+def on_visitors_deleted(sender: Any, *, user_pseudo_ids: tuple[str, ...], **kwargs: Any) -> None:
+    profiles_forget(user_pseudo_ids=user_pseudo_ids)

@@ -540,6 +540,28 @@ def visitor_erase(*, user_pseudo_id: str, record: bool = True) -> ErasureCounts:
     )
 
 
+def profiles_forget(*, user_pseudo_ids: Sequence[str]) -> int:
+    """Drop the profiles of visitors that no longer exist (retention deleted them with their
+    last events), and their cached answers after commit; the number of profiles deleted.
+
+    Visitors that exist again (events arrived since) keep theirs: a profile is what their
+    events say, and the next re-segmentation rewrites it."""
+    ids = sorted(set(user_pseudo_ids))
+    existing = Visitor.objects.filter(user_pseudo_id__in=ids).values("user_pseudo_id")
+    gone = VisitorProfile.objects.filter(user_pseudo_id__in=ids).exclude(
+        user_pseudo_id__in=existing
+    )
+    deleted = gone.delete()[0]
+
+    def forget() -> None:
+        for uid in ids:
+            _forget_cached(uid)
+
+    # Every id, not only those with a profile row: an answer may be cached without one.
+    transaction.on_commit(forget)
+    return deleted
+
+
 def _forget_cached(user_pseudo_id: str) -> None:
     cache.forget_visitor(user_pseudo_id)
     try:
