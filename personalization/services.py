@@ -302,7 +302,9 @@ def _one_by_one(ids: list[str]) -> int:
         try:
             visitor_resegment(user_pseudo_id=uid)
         except Exception as exc:
-            logger.error("p13n.resegment.failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+            # The type only: a database error's message quotes the row ("Key (user_pseudo_id)
+            # =(...)") or the value refused, and a visitor id has no place in a log line.
+            logger.error("p13n.resegment.failed", extra={"error": type(exc).__name__})
         else:
             scored += 1
     return scored
