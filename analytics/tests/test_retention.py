@@ -201,3 +201,31 @@ def test_retention__random_event_dates_and_cutoff__aggregates_equal_a_recomputat
     assert not Event.objects.filter(occurred_at__lt=cutoff).exists()
     assert _aggregates_stored() == _aggregates_from_events()
     assert result.visitors_deleted == expected_gone
+
+
+def test_stale_sweep__profile_left_by_an_earlier_retention__profile_and_cached_answer_gone(
+    settings, client, django_capture_on_commit_callbacks
+):
+    # Retention used to delete a visitor and leave its profile (and cached answer) behind:
+    # the periodic sweep removes such profiles, whenever they were left.
+    from personalization import cache
+    from personalization.services import catalog_load_demo
+    from personalization.tasks import resegment_stale
+    from personalization.tests.test_personalization_api import URL, ml_events, personalized_id
+
+    catalog_load_demo()
+    orphan, kept = personalized_id("orphan"), personalized_id("kept")
+    for uid in (orphan, kept):
+        with django_capture_on_commit_callbacks(execute=True):
+            events_store(events=ml_events(uid))
+        assert client.get(URL, {"user_id": uid}).json()["segment"] == "ML_ENGINEER"
+    Event.objects.filter(user_pseudo_id=orphan).delete()
+    Visitor.objects.filter(user_pseudo_id=orphan).delete()  # what the old retention did
+
+    with django_capture_on_commit_callbacks(execute=True):
+        resegment_stale()
+
+    assert not VisitorProfile.objects.filter(user_pseudo_id=orphan).exists()
+    assert cache.lookup(orphan).response is None
+    assert client.get(URL, {"user_id": orphan}).json()["segment"] == "CASUAL"
+    assert VisitorProfile.objects.filter(user_pseudo_id=kept).exists()
