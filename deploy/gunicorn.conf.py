@@ -17,7 +17,9 @@ Why these choices:
   import error fail the master at once; the app opens no connection at import, so it is safe.
 - Access log off by default: the app logs every request itself (ops.requests, with its request
   id and route pattern) and Prometheus counts them. `json` writes one JSON object per request to
-  stdout without the query string or the client address: visitor ids and IPs stay out of logs.
+  stdout with the route pattern the app resolved (`api/admin/visitors/<str:user_pseudo_id>`,
+  `unmatched`) instead of the path, and without the query string or the client address:
+  visitor ids and IPs stay out of logs.
 - LOG_FORMAT (json in production, text otherwise) also formats gunicorn's own lines.
 """
 
@@ -88,9 +90,14 @@ if _log_format == "json":
     }
 
 
+# ops.scrubbing.ROUTE_ENVIRON_KEY; spelled out here, as this file is read before the app is.
+_ROUTE_ENVIRON_KEY = "portfolio.route"
+
+
 class JsonAccessLogger(Logger):
     """gunicorn's logger with access lines as JSON (ops.logging.JsonFormatter, which escapes
-    properly, unlike a format string)."""
+    properly, unlike a format string), naming the route pattern instead of the path, and
+    never the query string or the client address."""
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
@@ -109,7 +116,9 @@ class JsonAccessLogger(Logger):
             extra={
                 "request_id": headers.get("x-request-id"),
                 "method": environ.get("REQUEST_METHOD"),
-                "path": environ.get("PATH_INFO"),
+                # The route pattern the app resolved (ops.middleware leaves it in the environ),
+                # never the path: /api/admin/visitors/<id> names a visitor.
+                "route": environ.get(_ROUTE_ENVIRON_KEY, "unmatched"),
                 "status": int(status),
                 "bytes": getattr(resp, "sent", None),
                 "duration_ms": round(request_time.total_seconds() * 1000, 1),

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .context import request_id_var, route_var, task_var
+from .scrubbing import redact, request_shape_of, secret_forms, strings_in
 
 # Keys that may hold personal data; their values never reach a log line.
 REDACTED_KEYS = frozenset(
@@ -50,7 +51,8 @@ _JSON_SCALARS = (str, int, float, bool, type(None))
 
 
 class ContextFilter(logging.Filter):
-    """Puts the request id, route and task on every record (None outside a request/task)."""
+    """Puts the request id, route and task on every record (None outside a request/task), and
+    takes visitor ids out of the records that carry a request or a task's arguments."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
@@ -60,7 +62,36 @@ class ContextFilter(logging.Filter):
         task = task_var.get()
         if task and not hasattr(record, "task_id"):
             record.task_id, record.task_name = task
+        if not hasattr(record, "_redact"):
+            _mark_redactions(record)
         return True
+
+
+def _mark_redactions(record: logging.LogRecord) -> None:
+    """Django logs 4xx/5xx responses and refused requests with the request attached and its
+    path in the message ("Service Unavailable: /api/admin/visitors/<id>"); Celery logs a task's
+    failure with its arguments beside it. Such a record's message is rewritten with the route
+    pattern and without the values the path, query string or arguments held, and
+    `record._redact` tells the formatters what to hide in its traceback."""
+    request = record.__dict__.get("request")
+    data = record.__dict__.get("data") if record.name.startswith("celery.") else None
+    if hasattr(request, "path_info") and hasattr(request, "META"):
+        shape = request_shape_of(request)
+        redact_text = shape.redact
+    elif isinstance(data, dict) and (data.get("args") or data.get("kwargs")):
+        secrets = secret_forms(strings_in([data.get("args"), data.get("kwargs")]))
+
+        def redact_text(text: str) -> str:
+            return redact(text, secrets)
+    else:
+        record._redact = None
+        return
+    try:
+        message = record.getMessage()
+    except Exception:  # a bad format string: logging reports it when the handler formats
+        message = str(record.msg)
+    record.msg, record.args = redact_text(message), None
+    record._redact = redact_text
 
 
 def _opaque(value: object) -> str:
@@ -100,7 +131,7 @@ class JsonFormatter(logging.Formatter):
                 out[key] = value
         out.update(_extras(record))
         if record.exc_info:
-            out["exception"] = self.formatException(record.exc_info)
+            out["exception"] = _redacted(record, self.formatException(record.exc_info))
         if record.stack_info:
             out["stack"] = self.formatStack(record.stack_info)
         return json.dumps(out, default=_opaque, separators=(",", ":"))
@@ -120,7 +151,12 @@ class TextFormatter(logging.Formatter):
         ]
         fields.extend(_extras(record))
         record.context = "".join(f" {key}={value}" for key, value in fields)
-        return super().format(record)
+        return _redacted(record, super().format(record))
+
+
+def _redacted(record: logging.LogRecord, text: str) -> str:
+    redact_text = getattr(record, "_redact", None)
+    return redact_text(text) if redact_text is not None else text
 
 
 def _iso_utc(created: float) -> str:

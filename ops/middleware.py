@@ -7,6 +7,8 @@ RequestObservabilityMiddleware (first in MIDDLEWARE, so it times the whole stack
 - api_requests_total / api_request_duration_seconds labelled by the resolved route pattern
   (`api/admin/rules/<int:pk>`), never the raw path; `unmatched` when nothing resolved.
 - One `http.request` log line: method, route, status, duration_ms. No path, query string or IP.
+  The route is also left in the WSGI environ (ops.scrubbing.ROUTE_ENVIRON_KEY) for gunicorn's
+  access line.
 
 LazyMessageMiddleware: Django's MessageMiddleware, except that the message store (a signed
 cookie reader and a session reader) is built when a view or template first touches it. API
@@ -43,12 +45,13 @@ from django.utils.functional import SimpleLazyObject, empty
 
 from .context import REQUEST_ID_HEADER, request_id_from, request_id_var, route_var
 from .metrics import API_REQUEST_DURATION, API_REQUESTS
+from .scrubbing import ROUTE_ENVIRON_KEY
+from .scrubbing import UNMATCHED as UNMATCHED
 
 logger = logging.getLogger("ops.requests")
 
 PROBE_PATHS = frozenset({"/health", "/ready", "/metrics"})
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-UNMATCHED = "unmatched"
 STATIC = "static"
 
 
@@ -90,6 +93,9 @@ class RequestObservabilityMiddleware:
             endpoint = STATIC  # whitenoise answers before URL resolution
         else:
             endpoint = UNMATCHED
+        # For gunicorn's access line (deploy/gunicorn.conf.py), which gets this same environ:
+        # the route pattern in place of a path that may hold a visitor id.
+        request.META[ROUTE_ENVIRON_KEY] = endpoint
         key = (method, endpoint, str(status))
         counter = self._counters.get(key)
         if counter is None:

@@ -6,6 +6,7 @@ from .services import (
     cache_reset_after_restore,
     profile_erase,
     profiles_erase_ledgered,
+    profiles_forget,
     resegment_request,
 )
 
@@ -29,3 +30,7 @@ def on_database_restored(sender: Any, *, ledger: set[str], **kwargs: Any) -> str
     return note + (
         f"; {profiles} erased profiles without a visitor row removed" if profiles else ""
     )
+
+
+def on_visitors_deleted(sender: Any, *, user_pseudo_ids: tuple[str, ...], **kwargs: Any) -> None:
+    profiles_forget(user_pseudo_ids=user_pseudo_ids)

@@ -153,6 +153,17 @@ def stale_visitors(*, limit: int) -> QuerySet[Visitor, str]:
     )
 
 
+def orphaned_profile_ids(*, limit: int) -> list[str]:
+    """Profiles whose visitor no longer exists: left by retention before it deleted them
+    with their visitor. None are made any more; the sweep removes the ones there are."""
+    visitor = Visitor.objects.filter(user_pseudo_id=OuterRef("user_pseudo_id"))
+    return list(
+        VisitorProfile.objects.filter(~Exists(visitor))
+        .order_by()
+        .values_list("user_pseudo_id", flat=True)[:limit]
+    )
+
+
 def visitor_events(*, user_pseudo_id: str) -> list[EventView]:
     return visitors_events(user_pseudo_ids=[user_pseudo_id]).get(user_pseudo_id, [])
 

@@ -15,6 +15,7 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from analytics.consent import denied_visitor_ids
+from analytics.models import Visitor
 from analytics.services import visitor_erase
 from ops.erasure import visitor_hash
 from ops.metrics import VISITORS_SEGMENTED
@@ -302,7 +303,9 @@ def _one_by_one(ids: list[str]) -> int:
         try:
             visitor_resegment(user_pseudo_id=uid)
         except Exception as exc:
-            logger.error("p13n.resegment.failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+            # The type only: a database error's message quotes the row ("Key (user_pseudo_id)
+            # =(...)") or the value refused, and a visitor id has no place in a log line.
+            logger.error("p13n.resegment.failed", extra={"error": type(exc).__name__})
         else:
             scored += 1
     return scored
@@ -542,6 +545,28 @@ def cache_reset_after_restore() -> bool:
         row.version = max(row.version, cached or 0) + 1
         row.save(update_fields=["version", "changed_at"])
     return cache.invalidate_all(ruleset=row.version)
+
+
+def profiles_forget(*, user_pseudo_ids: Sequence[str]) -> int:
+    """Drop the profiles of visitors that no longer exist (retention deleted them with their
+    last events), and their cached answers after commit; the number of profiles deleted.
+
+    Visitors that exist again (events arrived since) keep theirs: a profile is what their
+    events say, and the next re-segmentation rewrites it."""
+    ids = sorted(set(user_pseudo_ids))
+    existing = Visitor.objects.filter(user_pseudo_id__in=ids).values("user_pseudo_id")
+    gone = VisitorProfile.objects.filter(user_pseudo_id__in=ids).exclude(
+        user_pseudo_id__in=existing
+    )
+    deleted = gone.delete()[0]
+
+    def forget() -> None:
+        for uid in ids:
+            _forget_cached(uid)
+
+    # Every id, not only those with a profile row: an answer may be cached without one.
+    transaction.on_commit(forget)
+    return deleted
 
 
 def _forget_cached(user_pseudo_id: str) -> None:

@@ -40,12 +40,16 @@ def resegment_drain() -> int:
 @shared_task(name="personalization.tasks.resegment_stale", ignore_result=True)
 def resegment_stale() -> int:
     """Catch up visitors whose re-segmentation was never queued (the broker was down when
-    their events arrived): scheduled by beat every RESEGMENT_SWEEP_MINUTES."""
+    their events arrived), and drop profiles whose visitor is gone: scheduled by beat every
+    RESEGMENT_SWEEP_MINUTES."""
     from django.conf import settings
 
-    from .selectors import stale_visitor_ids
-    from .services import RESEGMENT_CHUNK
+    from .selectors import orphaned_profile_ids, stale_visitor_ids
+    from .services import RESEGMENT_CHUNK, profiles_forget
 
+    orphaned = orphaned_profile_ids(limit=settings.RESEGMENT_SWEEP_LIMIT)
+    if orphaned:
+        profiles_forget(user_pseudo_ids=orphaned)
     stale = stale_visitor_ids(limit=settings.RESEGMENT_SWEEP_LIMIT)
     for start in range(0, len(stale), RESEGMENT_CHUNK):
         resegment_visitors.delay(stale[start : start + RESEGMENT_CHUNK])

@@ -173,7 +173,8 @@ def test_gunicorn__log_lines__json_with_request_ids_and_no_visitor_ids(web):
     assert request["status"] == 200
     assert request["duration_ms"] > 0
     assert access["event"] == "http.access"  # gunicorn's own access line, same id
-    assert access["path"] == "/api/personalization"
+    assert access["route"] == "api/personalization"  # the pattern, never the path or query
+    assert "path" not in access
     assert any(r["logger"] == "gunicorn.error" for r in records)
     assert "127.0.0.1" not in json.dumps([access, request])  # no client address
     assert VISITOR not in web.log.read_text()

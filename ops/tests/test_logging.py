@@ -3,6 +3,7 @@ from the web request into the tasks it queues, and no personal data."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import logging
@@ -10,11 +11,17 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from ops.context import request_id_from
 from ops.logging import REDACTED, ContextFilter, JsonFormatter, TextFormatter, logging_config
@@ -262,3 +269,97 @@ def test_settings__log_format__json_in_production_text_in_development(env, forma
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == formatter
+
+
+# --- visitor ids and query strings stay out of every line ---------------------------------------
+
+# Distinctive, so that nothing else in a line contains it by chance.
+visitor_ids = st.from_regex(r"[A-Za-z0-9._-]{6,60}", fullmatch=True).map(lambda s: "zq" + s)
+
+
+def _failing_requests(client: Any, visitor: str) -> list[Any]:
+    """The routes that carry a visitor id, failing in each way that Django logs with the
+    request (ops.tests.sentry_failing_urls): an exception naming the id, a 503, a Host header
+    refused."""
+    client.raise_request_exception = False
+    responses = [
+        client.get(f"/api/personalization?user_id={visitor}"),
+        client.get(f"/api/personalization?user_id={visitor}&respond=1"),
+        client.get(f"/api/admin/visitors/{visitor}"),
+        client.get(f"/api/admin/visitors/{visitor}?respond=1"),
+        client.get(f"/api/personalization?user_id={visitor}", HTTP_HOST="scanner.example"),
+        client.get(f"/api/admin/visitors/{visitor}", HTTP_HOST="scanner.example"),
+    ]
+    assert [r.status_code for r in responses] == [500, 503, 500, 503, 400, 400]
+    return responses
+
+
+@pytest.mark.urls("ops.tests.sentry_failing_urls")
+@hypothesis_settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(visitor=visitor_ids)
+def test_logs__random_visitor_ids_in_failing_requests__in_no_line(client, json_lines, visitor):
+    before = len(json_lines())
+
+    _failing_requests(client, visitor)
+
+    lines = json_lines()[before:]
+    assert {line["logger"] for line in lines} >= {"django.request", "ops.requests"}
+    assert any("exception" in line for line in lines)  # tracebacks are still logged
+    everything = json.dumps(lines)
+    for secret in (visitor, "user_id=", "respond="):
+        assert secret not in everything, (secret, everything)
+    assert "/api/admin/visitors/<str:user_pseudo_id>" in everything  # the route instead
+
+
+def _gunicorn_access_logger(path: Path) -> Any:
+    from gunicorn.config import Config
+
+    spec = importlib.util.spec_from_file_location("gunicorn_conf", ROOT / "deploy/gunicorn.conf.py")
+    assert spec
+    assert spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = Config()
+    config.set("accesslog", str(path))
+    return module.JsonAccessLogger(config)
+
+
+@pytest.mark.urls("ops.tests.sentry_failing_urls")
+@hypothesis_settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(visitor=visitor_ids)
+def test_gunicorn_access_log__random_visitor_ids__route_pattern_never_path_or_query(
+    client, tmp_path, visitor
+):
+    path = tmp_path / f"access-{uuid.uuid4().hex}.log"
+    access_logger = _gunicorn_access_logger(path)
+    responses = _failing_requests(client, visitor)
+    responses.append(client.get(f"/api/admin/visitors/{visitor}/unknown"))
+
+    for response in responses:
+        # What gunicorn hands its access logger: the environ the app was called with (the test
+        # client's, as Django's WSGI handler keeps it as request.META) and its response.
+        sent = SimpleNamespace(
+            status=f"{response.status_code} {response.reason_phrase}",
+            headers=list(response.items()),
+            sent=len(response.content),
+        )
+        access_logger.access(sent, None, response.wsgi_request.META, timedelta(milliseconds=3))
+
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["event"] for line in lines] == ["http.access"] * 7
+    assert [line["route"] for line in lines] == [
+        "api/personalization",
+        "api/personalization",
+        "api/admin/visitors/<str:user_pseudo_id>",
+        "api/admin/visitors/<str:user_pseudo_id>",
+        "unmatched",  # refused before the URL was resolved
+        "unmatched",
+        "unmatched",
+    ]
+    everything = path.read_text()
+    for secret in (visitor, "user_id=", "respond="):
+        assert secret not in everything, (secret, everything)

@@ -176,6 +176,130 @@ def test_sentry__errors_and_traces__envelopes_arrive_scrubbed(
         assert secret not in everything, secret
 
 
+# Random visitor ids through the routes that carry one, failing in each way that reports it (an
+# exception naming the id, a 503 that Django logs with the request, a Host header refused, which
+# Django logs at ERROR with the request), and a task failing with the id as argument.
+# Everything the SDK sends for one id is checked before the next id: hypothesis runs in the
+# subprocess, so the SDK, the WSGI server and the envelope collector start once.
+SCRUB_SCRIPT = textwrap.dedent(
+    """
+    import gzip, json, os, threading, urllib.error, urllib.request
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    envelopes = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            encoding = self.headers.get("Content-Encoding", "")
+            if encoding == "gzip":
+                body = gzip.decompress(body)
+            elif encoding == "br":
+                import brotli
+
+                body = brotli.decompress(body)
+            envelopes.append(body.decode())
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    collector = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=collector.serve_forever, daemon=True).start()
+    os.environ["SENTRY_DSN"] = f"http://publickey@127.0.0.1:{collector.server_port}/1"
+
+    import sentry_sdk
+    from django.core.wsgi import get_wsgi_application
+    from hypothesis import given, settings, strategies as st
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = make_server("127.0.0.1", 0, get_wsgi_application(), handler_class=Quiet)
+    port = server.server_port
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def get(path, host=None):
+        url = f"http://127.0.0.1:{port}{path}"
+        headers = {"Cookie": "uid=" + path, **({"Host": host} if host else {})}
+        request = urllib.request.Request(url, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    from ops.tests.sentry_urls import sentry_task_fails_naming
+
+    # Distinctive, so that nothing else in an event contains it by chance.
+    visitor_ids = st.from_regex(r"[A-Za-z0-9._-]{6,60}", fullmatch=True).map(lambda s: "zq" + s)
+
+    @settings(max_examples=int(os.environ["EXAMPLES"]), deadline=None, database=None)
+    @given(visitor_ids)
+    def check(visitor):
+        envelopes.clear()
+        assert get(f"/api/personalization?user_id={visitor}") == 500
+        assert get(f"/api/personalization?user_id={visitor}&respond=1") == 503
+        assert get(f"/api/admin/visitors/{visitor}") == 500
+        assert get(f"/api/admin/visitors/{visitor}?respond=1") == 503
+        # Scanners' requests: Django logs DisallowedHost at ERROR with the request attached.
+        assert get(f"/api/personalization?user_id={visitor}", host="scanner.example") == 400
+        assert get(f"/api/admin/visitors/{visitor}", host="scanner.example") == 400
+        try:
+            sentry_task_fails_naming.apply(args=[visitor], throw=True)
+        except ValueError:
+            pass
+        sentry_sdk.flush(timeout=10)
+        everything = "\\n".join(envelopes)
+        events = [json.loads(line) for body in envelopes for line in body.splitlines()]
+        errors = [e for e in events if "exception" in e or "logentry" in e]
+        assert len(errors) >= 5, everything[:3000]  # each failure reported
+        for secret in (visitor, "user_id=", "respond=", "WSGIRequest"):
+            at = everything.find(secret)
+            assert at < 0, (secret, everything[max(0, at - 300) : at + 300])
+        routes = {e.get("request", {}).get("url", "").split("/", 3)[-1] for e in errors}
+        assert "api/admin/visitors/<str:user_pseudo_id>" in routes, routes
+
+    check()
+    print("checked")
+    server.shutdown()
+    collector.shutdown()
+    """
+)
+
+
+def test_sentry__random_visitor_ids_in_failing_requests_and_tasks__never_in_what_is_sent(
+    tmp_path, django_db_setup
+):
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
+        "DATABASE_URL": _database_url(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "portfolio.settings",
+        "DJANGO_ROOT_URLCONF": "ops.tests.sentry_failing_urls",
+        "SENTRY_TRACES_SAMPLE_RATE": "1.0",
+        "SENTRY_TRACES_SAMPLE_RATE_HOT": "1.0",
+        "CELERY_TASK_ALWAYS_EAGER": "true",
+        "EXAMPLES": "25",
+    }
+
+    result = subprocess.run(
+        [sys.executable, "-c", SCRUB_SCRIPT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-8000:]
+    assert "checked" in result.stdout
+
+
 def test_sentry__no_dsn__not_initialised():
     from ops import sentry
 
@@ -227,3 +351,45 @@ def test_scrub__request_user_and_task_arguments__removed():
     assert CLIENT_ADDRESS not in json.dumps(scrubbed)
     assert scrubbed["request"]["headers"] == {"User-Agent": "ua"}
     assert scrubbed["request"]["url"] == "https://api.example.com/api/personalization"
+
+
+@pytest.mark.urls("ops.tests.sentry_failing_urls")
+def test_scrub_breadcrumb__log_line_with_the_request__route_and_no_visitor_id(rf):
+    import logging
+
+    from django.urls import resolve
+
+    from ops.sentry import scrub_breadcrumb
+
+    request = rf.get(f"/api/admin/visitors/{VISITOR}?user_id={VISITOR}")
+    request.resolver_match = resolve(request.path_info)
+    record = logging.LogRecord(
+        "django.security.DisallowedHost", logging.ERROR, "", 0, "Refused: %s", (request.path,), None
+    )
+    record.request = request
+    crumb: Any = {
+        "type": "log",
+        "category": record.name,
+        "message": record.getMessage(),
+        "data": {"request": repr(request), "status_code": 400},
+    }
+
+    scrubbed = scrub_breadcrumb(crumb, {"log_record": record})
+
+    assert scrubbed["message"] == "Refused: /api/admin/visitors/<str:user_pseudo_id>"
+    assert scrubbed["data"] == {"status_code": 400}
+    assert VISITOR not in json.dumps(scrubbed)
+
+
+def test_scrub_breadcrumb__outgoing_http_call__no_query_string():
+    from ops.sentry import scrub_breadcrumb
+
+    crumb: Any = {
+        "type": "http",
+        "data": {
+            "url": "https://llm.example/v1?key=api-secret-123",
+            "http.query": "key=api-secret-123",
+        },
+    }
+
+    assert "api-secret-123" not in json.dumps(scrub_breadcrumb(crumb, {}))
