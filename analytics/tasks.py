@@ -32,11 +32,21 @@ def retention_apply() -> dict[str, int]:
 
 
 @shared_task(name="analytics.tasks.import_ga4_upload", soft_time_limit=3300, time_limit=3600)
-def import_ga4_upload(upload_id: int) -> None:
-    """Import a GA4 export file uploaded in admin. Idempotent: rows are deduplicated."""
+def import_ga4_upload(upload_id: int, resume: bool = False) -> None:
+    """Import a GA4 export file uploaded in admin. Idempotent: rows are deduplicated.
+    `resume`: sent by the sweep for an import whose worker died; it runs only if that import
+    is still unfinished and nobody else is running it."""
     from .ga4_export import import_upload
 
-    import_upload(upload_id)
+    import_upload(upload_id, resume=resume)
+
+
+@shared_task(name="analytics.tasks.import_uploads_resume", ignore_result=True)
+def import_uploads_resume() -> list[int]:
+    """Re-queue the GA4 imports whose heartbeat stopped (from beat, every minute)."""
+    from .ga4_export import uploads_resume_stale
+
+    return uploads_resume_stale()
 
 
 @shared_task(
