@@ -42,6 +42,7 @@ def test_import_uploads_resume__running_heartbeat_stale__requeued_and_finished(
     upload.refresh_from_db()
     assert upload.status == ImportStatus.DONE
     assert (upload.rows_read, upload.rows_imported) == (5, 5)
+    assert upload.heartbeat_at is not None
     assert upload.heartbeat_at > long_ago
     assert Event.objects.count() == 5
 
