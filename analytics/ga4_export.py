@@ -333,15 +333,21 @@ def import_export_file(
 HEARTBEAT_SECONDS = 10.0  # how often a running import moves its upload's heartbeat_at
 
 
-def import_upload(upload_id: int, *, resume: bool = False) -> None:
+def import_upload(upload_id: int, *, resume: bool = False, redelivered: bool = False) -> None:
     """Import an admin upload and record the outcome on it; re-running it is harmless.
 
     While it runs, the upload's heartbeat_at moves every HEARTBEAT_SECONDS: an upload left
     "running" by a killed worker stops moving and `uploads_resume_stale` re-queues it with
     `resume`, which claims the upload only if it is still unfinished and its heartbeat stale
     (or it waits, re-queued): never a second run beside a live one, nor over a finished one.
+    A `redelivered` message (the broker's copy of a killed run's, an hour later) leaves a
+    finished upload alone too.
     """
     now = timezone.now()
+    finished = (ImportStatus.DONE, ImportStatus.FAILED)
+    if redelivered and GA4ExportUpload.objects.filter(pk=upload_id, status__in=finished).exists():
+        logger.info("ga4_export.redelivery_skipped", extra={"upload_id": upload_id})
+        return
     if resume:
         claimed = (
             GA4ExportUpload.objects.filter(pk=upload_id)

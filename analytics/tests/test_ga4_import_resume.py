@@ -96,6 +96,33 @@ def test_import_upload__resume_of_an_import_already_finished__skipped(tmp_path, 
     assert (upload.status, upload.rows_imported, upload.finished_at) == before
 
 
+def test_import_upload__redelivered_after_the_sweep_finished_it__skipped(tmp_path, settings):
+    upload = _upload(tmp_path, settings)
+    import_upload(upload.pk)
+    upload.refresh_from_db()
+    before = (upload.status, upload.rows_imported, upload.rows_duplicate, upload.finished_at)
+
+    import_upload(upload.pk, redelivered=True)
+
+    upload.refresh_from_db()
+    assert (
+        upload.status,
+        upload.rows_imported,
+        upload.rows_duplicate,
+        upload.finished_at,
+    ) == before
+
+
+def test_import_upload__redelivered_unfinished__runs(tmp_path, settings):
+    upload = _upload(tmp_path, settings, status=ImportStatus.RUNNING, heartbeat_at=timezone.now())
+
+    import_upload(upload.pk, redelivered=True)  # its run was killed: the broker hands it back
+
+    upload.refresh_from_db()
+    assert upload.status == ImportStatus.DONE
+    assert Event.objects.count() == 5
+
+
 def test_import_upload__resume_while_alive__skipped(tmp_path, settings):
     upload = _upload(tmp_path, settings, status=ImportStatus.RUNNING, heartbeat_at=timezone.now())
 
