@@ -144,6 +144,15 @@ def test_compose__cache_and_broker__separate_instances_cache_evicts_broker_never
         assert services[role]["depends_on"]["broker"]["condition"] == "service_healthy"
 
 
+def test_compose__worker_and_redis__restarted_when_they_exit():
+    """A worker process that dies (issue 18 item 8: broker lost mid-task) comes back without
+    anyone: compose restarts it (Kubernetes' Deployments always do)."""
+    services = _yaml("compose.yaml")["services"]
+
+    for name in ("worker", "beat", "web", "redis", "broker"):
+        assert services[name]["restart"] == "unless-stopped", name
+
+
 def test_compose__monitoring_profile__prometheus_config_mounted():
     services = _yaml("compose.yaml")["services"]
 
