@@ -105,12 +105,18 @@ def lookup(user_pseudo_id: str) -> Lookup:
         if local is not None and generation is not None:
             local.put(user_pseudo_id, entry[2], generation=generation)
         return Lookup(entry[2], ruleset, profile_version)
-    _MISSES.inc()
     shared = found.get(keys[3])  # (ruleset, {variant: answer without its id})
     anonymous = (
         shared[1] if shared is not None and ruleset is not None and shared[0] == ruleset else None
     )
+    if anonymous is None or profile_version is not None:
+        _MISSES.inc()
+    # else: counted by the caller, once the database has said whether the visitor has events
     return Lookup(None, ruleset, profile_version, anonymous=anonymous, generation=generation)
+
+
+def count_miss() -> None:
+    _MISSES.inc()
 
 
 def anonymous_response(
@@ -119,6 +125,7 @@ def anonymous_response(
     """The shared answer of a visitor without events, with its id put back; kept in this
     process's copy (which an invalidation clears when the visitor's first profile is published),
     never in Redis."""
+    _HITS.inc()
     body = b'{"user_id":' + json.dumps(user_pseudo_id).encode() + answers[variant]
     local = _local["responses"]
     if local is not None and generation is not None:

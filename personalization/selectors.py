@@ -413,13 +413,15 @@ def personalization_get(*, user_pseudo_id: str) -> bytes:
         # No version cached: a visitor without events, or one whose keys were evicted. Only
         # the database can tell (one indexed query).
         profile = profile_get(user_pseudo_id=user_pseudo_id)
-        if profile is None:
+        variant = variant_for(user_pseudo_id)
+        if profile is None and variant in found.anonymous:
             return p13n_cache.anonymous_response(
                 user_pseudo_id,
                 answers=found.anonymous,
-                variant=variant_for(user_pseudo_id),
+                variant=variant,
                 generation=found.generation,
             )
+        p13n_cache.count_miss()
     state = ruleset_state()
     ruleset = state[0]
     if profile is _UNREAD:
