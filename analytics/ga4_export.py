@@ -330,13 +330,16 @@ def import_export_file(
     return summary
 
 
-HEARTBEAT_SECONDS = 10.0  # how often a running import moves its upload's heartbeat_at
+def _heartbeat_seconds() -> float:
+    """How often a running import moves its upload's heartbeat_at: every 10 s, and at least
+    6 times within GA4_IMPORT_STALE_SECONDS, so a live import never looks dead."""
+    return min(10.0, settings.GA4_IMPORT_STALE_SECONDS / 6)
 
 
 def import_upload(upload_id: int, *, resume: bool = False, redelivered: bool = False) -> None:
     """Import an admin upload and record the outcome on it; re-running it is harmless.
 
-    While it runs, the upload's heartbeat_at moves every HEARTBEAT_SECONDS: an upload left
+    While it runs, the upload's heartbeat_at moves every 10 s: an upload left
     "running" by a killed worker stops moving and `uploads_resume_stale` re-queues it with
     `resume`, which claims the upload only if it is still unfinished and its heartbeat stale
     (or it waits, re-queued): never a second run beside a live one, nor over a finished one.
@@ -378,11 +381,11 @@ def import_upload(upload_id: int, *, resume: bool = False, redelivered: bool = F
     ]
     # update_fields: the admin writes task_id to this row concurrently.
     upload.save(update_fields=fields)
-    last_beat = time.monotonic()
+    last_beat, every = time.monotonic(), _heartbeat_seconds()
 
     def heartbeat(summary: ImportSummary) -> None:
         nonlocal last_beat
-        if time.monotonic() - last_beat < HEARTBEAT_SECONDS:
+        if time.monotonic() - last_beat < every:
             return
         last_beat = time.monotonic()
         GA4ExportUpload.objects.filter(pk=upload_id).update(
