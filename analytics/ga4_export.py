@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import functools
 import gc
 import gzip
 import io
@@ -27,7 +28,7 @@ import re
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +36,7 @@ from queue import Queue
 from typing import Any
 
 import orjson
+from django.conf import settings
 from django.db import connection, connections, models, transaction
 from django.utils import timezone
 from tqdm import tqdm
@@ -260,6 +262,7 @@ def import_export_file(
     batch_size: int = 20_000,
     use_copy: bool | None = None,
     read_in_process: bool | None = None,
+    on_batch: Callable[[ImportSummary], None] | None = None,
 ) -> ImportSummary:
     """Import a GA4 BigQuery-export NDJSON file (gzip detected by its magic bytes).
 
@@ -268,7 +271,7 @@ def import_export_file(
     name). `use_copy` picks the PostgreSQL COPY path (default: on PostgreSQL) or forces the
     portable `events_store` path with False. `read_in_process` reads the file in a child
     process (default: on the COPY path); where none can start, as in a daemonic process, a
-    thread reads it.
+    thread reads it. `on_batch` is called after each batch is stored (a heartbeat).
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -309,6 +312,8 @@ def import_export_file(
             for batch in ready:
                 _account(batch, summary)
                 _flush(batch, context=context, summary=summary, announcer=announcer)
+                if on_batch is not None:
+                    on_batch(summary)
                 bar.update(batch.position - bar.n)
                 last = batch
     if last is not None and last.damage:
@@ -328,10 +333,42 @@ def import_export_file(
     return summary
 
 
-def import_upload(upload_id: int) -> None:
-    """Import an admin upload and record the outcome on it; re-running it is harmless."""
+def _heartbeat_seconds() -> float:
+    """How often a running import moves its upload's heartbeat_at: every 10 s, and at least
+    6 times within GA4_IMPORT_STALE_SECONDS, so a live import never looks dead."""
+    return min(10.0, settings.GA4_IMPORT_STALE_SECONDS / 6)
+
+
+def import_upload(upload_id: int, *, resume: bool = False, redelivered: bool = False) -> None:
+    """Import an admin upload and record the outcome on it; re-running it is harmless.
+
+    While it runs, the upload's heartbeat_at moves every 10 s: an upload left
+    "running" by a killed worker stops moving and `uploads_resume_stale` re-queues it with
+    `resume`, which claims the upload only if it is still unfinished and its heartbeat stale
+    (or it waits, re-queued): never a second run beside a live one, nor over a finished one.
+    A `redelivered` message (the broker's copy of a killed run's, an hour later) leaves a
+    finished upload alone too.
+    """
+    now = timezone.now()
+    finished = (ImportStatus.DONE, ImportStatus.FAILED)
+    if redelivered and GA4ExportUpload.objects.filter(pk=upload_id, status__in=finished).exists():
+        logger.info("ga4_export.redelivery_skipped", extra={"upload_id": upload_id})
+        return
+    if resume:
+        claimed = (
+            GA4ExportUpload.objects.filter(pk=upload_id)
+            .filter(
+                models.Q(status=ImportStatus.PENDING)
+                | models.Q(status=ImportStatus.RUNNING, heartbeat_at__lt=_stale_before(now))
+            )
+            .update(status=ImportStatus.RUNNING, heartbeat_at=now)
+        )
+        if not claimed:
+            logger.info("ga4_export.resume_skipped", extra={"upload_id": upload_id})
+            return
     upload = GA4ExportUpload.objects.get(pk=upload_id)
     upload.status = ImportStatus.RUNNING
+    upload.heartbeat_at = now
     upload.rows_read = upload.rows_imported = upload.rows_duplicate = upload.rows_rejected = 0
     upload.errors = []
     upload.finished_at = None
@@ -343,15 +380,27 @@ def import_upload(upload_id: int) -> None:
         "rows_rejected",
         "errors",
         "finished_at",
+        "heartbeat_at",
     ]
     # update_fields: the admin writes task_id to this row concurrently.
     upload.save(update_fields=fields)
+    last_beat, every = time.monotonic(), _heartbeat_seconds()
+
+    def heartbeat(summary: ImportSummary) -> None:
+        nonlocal last_beat
+        if time.monotonic() - last_beat < every:
+            return
+        last_beat = time.monotonic()
+        GA4ExportUpload.objects.filter(pk=upload_id).update(
+            heartbeat_at=timezone.now(), rows_read=summary.rows_read
+        )
+
     try:
-        summary = import_export_file(upload.file.path, context=upload.file.name)
+        summary = import_export_file(upload.file.path, context=upload.file.name, on_batch=heartbeat)
     except Exception as exc:
         upload.status = ImportStatus.FAILED
         upload.errors = [{"line": None, "error": f"{type(exc).__name__}: {exc}"}]
-        upload.finished_at = timezone.now()
+        upload.finished_at = upload.heartbeat_at = timezone.now()
         upload.save(update_fields=fields)
         raise
     upload.status = ImportStatus.DONE
@@ -360,8 +409,48 @@ def import_upload(upload_id: int) -> None:
     upload.rows_duplicate = summary.rows_duplicate
     upload.rows_rejected = summary.rows_rejected
     upload.errors = summary.errors
-    upload.finished_at = timezone.now()
+    upload.finished_at = upload.heartbeat_at = timezone.now()
     upload.save(update_fields=fields)
+
+
+def _stale_before(now: datetime) -> datetime:
+    return now - timedelta(seconds=settings.GA4_IMPORT_STALE_SECONDS)
+
+
+def uploads_resume_stale(*, now: datetime | None = None, queue: str | None = None) -> list[int]:
+    """Re-queue the imports whose worker died: "running" with a heartbeat older than
+    GA4_IMPORT_STALE_SECONDS, or re-queued by an earlier sweep and still not started (that
+    message was lost too). Each is claimed by one conditional UPDATE, so concurrent sweeps
+    queue it once; its heartbeat then restarts the wait. The ids re-queued."""
+    from .tasks import import_ga4_upload
+
+    now = now or timezone.now()
+    stale = models.Q(heartbeat_at__lt=_stale_before(now)) | models.Q(
+        heartbeat_at__isnull=True,
+        uploaded_at__lt=_stale_before(now),  # running before heartbeats
+    )
+    candidates = GA4ExportUpload.objects.filter(
+        models.Q(status=ImportStatus.RUNNING, finished_at__isnull=True) & stale
+        | models.Q(status=ImportStatus.PENDING, heartbeat_at__lt=_stale_before(now))
+    ).values_list("pk", "heartbeat_at")
+    resumed = []
+    options: dict[str, Any] = {"queue": queue} if queue else {}
+    for pk, heartbeat_at in candidates:
+        claimed = (
+            GA4ExportUpload.objects.filter(pk=pk, heartbeat_at=heartbeat_at)
+            .exclude(status__in=[ImportStatus.DONE, ImportStatus.FAILED])
+            .update(status=ImportStatus.PENDING, heartbeat_at=now)
+        )
+        if not claimed:
+            continue  # another sweep, or the import itself, moved it first
+        resumed.append(pk)
+        transaction.on_commit(
+            functools.partial(
+                import_ga4_upload.apply_async, args=[pk], kwargs={"resume": True}, **options
+            )
+        )
+        logger.warning("ga4_export.import_resumed", extra={"upload_id": pk})
+    return resumed
 
 
 @contextlib.contextmanager

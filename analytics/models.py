@@ -159,6 +159,10 @@ class GA4ExportUpload(models.Model):
     errors = models.JSONField(default=list, blank=True)
     task_id = models.CharField(max_length=64, blank=True, default="")
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Moved by a running import every few seconds, and by the sweep that re-queues one whose
+    # worker died (analytics.tasks.import_uploads_resume); null until first queued by a sweep
+    # or started.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.file.name} ({self.status})"

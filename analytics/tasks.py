@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import requests
-from celery import shared_task
+from celery import Task, shared_task
 from google.api_core import exceptions as google_exceptions
 
 logger = logging.getLogger(__name__)
@@ -31,12 +31,27 @@ def retention_apply() -> dict[str, int]:
     return apply().as_dict()
 
 
-@shared_task(name="analytics.tasks.import_ga4_upload", soft_time_limit=3300, time_limit=3600)
-def import_ga4_upload(upload_id: int) -> None:
-    """Import a GA4 export file uploaded in admin. Idempotent: rows are deduplicated."""
+@shared_task(
+    bind=True, name="analytics.tasks.import_ga4_upload", soft_time_limit=3300, time_limit=3600
+)
+def import_ga4_upload(self: Task, upload_id: int, resume: bool = False) -> None:
+    """Import a GA4 export file uploaded in admin. Idempotent: rows are deduplicated.
+    `resume`: sent by the sweep for an import whose worker died; it runs only if that import
+    is still unfinished and nobody else is running it. A message the broker redelivers (its
+    worker died before acknowledging it) does nothing if the sweep has finished the import
+    meanwhile."""
     from .ga4_export import import_upload
 
-    import_upload(upload_id)
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    import_upload(upload_id, resume=resume, redelivered=redelivered)
+
+
+@shared_task(name="analytics.tasks.import_uploads_resume", ignore_result=True)
+def import_uploads_resume() -> list[int]:
+    """Re-queue the GA4 imports whose heartbeat stopped (from beat, every minute)."""
+    from .ga4_export import uploads_resume_stale
+
+    return uploads_resume_stale()
 
 
 @shared_task(

@@ -1,12 +1,20 @@
 """The personalization cache: one round trip per request, versions checked, failures absorbed.
 
-Three keys answer a request in one MGET:
+Four keys answer a request in one MGET:
 - `p13n:ruleset`        the rule-set version (bumped by every rule, signal or catalog edit)
 - `p13n:pv:<visitor>`   the visitor's profile version (bumped by every re-segmentation)
 - `p13n:r:<visitor>`    the response's JSON bytes, tagged with the versions it was built from
+- `p13n:anon`           the answer every visitor without events shares (one per variant, the
+                        id left out), tagged with the rule-set version
 An entry whose tags differ from the current versions is a miss, so an admin edit or a new
 profile shows on the next request without scanning or deleting keys. Any cache error counts
 as a miss and is counted in `cache_errors_total`: the caller falls back to the database.
+
+Only visitors with a profile (events) get keys of their own: an unknown id costs no stored
+state (API.md), so a loop of made-up ids cannot fill Redis. A missing version key is never
+read as "no events": the cache evicts (allkeys-lru), so only the database can tell an unknown
+visitor from one whose keys were evicted, and it does with one indexed query before the shared
+answer is served.
 
 In front of Redis, each process keeps the answers it served last (`LocalResponses`, up to
 PERSONALIZATION_LOCAL_CACHE_SIZE): a hit there costs no round trip. Every writer of a version
@@ -38,6 +46,9 @@ logger = logging.getLogger(__name__)
 
 CACHE_NAME = "personalization"
 RULESET_KEY = "p13n:ruleset"
+ANONYMOUS_KEY = "p13n:anon"
+# An answer starts with its visitor's id: the shared answer is kept without it.
+_ANONYMOUS_HEAD = b'{"user_id":""'
 # Bound once: labels() costs a lock and a dict lookup per call on the hot path.
 _HITS, _MISSES, _ERRORS = (m.labels(CACHE_NAME) for m in (CACHE_HITS, CACHE_MISSES, CACHE_ERRORS))
 
@@ -54,18 +65,27 @@ def response_key(user_pseudo_id: str) -> str:
 class Lookup:
     response: bytes | None
     ruleset: int | None  # None: unknown (not cached, or the cache failed)
-    profile_version: int | None
+    profile_version: int | None  # None: no version cached for this visitor
     failed: bool = False
+    # The shared answers of visitors without events, by variant, for the current rule set.
+    anonymous: dict[str, bytes] | None = None
+    generation: int | None = None  # of the per-process copy, when there is one
 
 
 def lookup(user_pseudo_id: str) -> Lookup:
     local = local_responses()
+    generation = None
     if local is not None:
         body, generation = local.get(user_pseudo_id)
         if body is not None:
             _HITS.inc()
             return Lookup(body, None, None)
-    keys = [RULESET_KEY, profile_version_key(user_pseudo_id), response_key(user_pseudo_id)]
+    keys = [
+        RULESET_KEY,
+        profile_version_key(user_pseudo_id),
+        response_key(user_pseudo_id),
+        ANONYMOUS_KEY,
+    ]
     try:
         found = cache.get_many(keys)
     except Exception as exc:  # a cache outage must not fail the request
@@ -73,25 +93,72 @@ def lookup(user_pseudo_id: str) -> Lookup:
         logger.warning("p13n.cache.read_failed", extra={"error": type(exc).__name__})
         return Lookup(None, None, None, failed=True)
     ruleset = found.get(keys[0])
-    profile_version = found.get(keys[1], 0)
+    profile_version = found.get(keys[1])
     entry = found.get(keys[2])  # (ruleset, profile_version, body)
-    if entry is not None and ruleset is not None and entry[:2] == (ruleset, profile_version):
+    if (
+        entry is not None
+        and ruleset is not None
+        and profile_version is not None
+        and entry[:2] == (ruleset, profile_version)
+    ):
         _HITS.inc()
-        if local is not None:
+        if local is not None and generation is not None:
             local.put(user_pseudo_id, entry[2], generation=generation)
         return Lookup(entry[2], ruleset, profile_version)
+    shared = found.get(keys[3])  # (ruleset, {variant: answer without its id})
+    anonymous = (
+        shared[1] if shared is not None and ruleset is not None and shared[0] == ruleset else None
+    )
+    if anonymous is None or profile_version is not None:
+        _MISSES.inc()
+    # else: counted by the caller, once the database has said whether the visitor has events
+    return Lookup(None, ruleset, profile_version, anonymous=anonymous, generation=generation)
+
+
+def count_miss() -> None:
     _MISSES.inc()
-    return Lookup(None, ruleset, profile_version if keys[1] in found else None)
+
+
+def anonymous_response(
+    user_pseudo_id: str, *, answers: dict[str, bytes], variant: str, generation: int | None
+) -> bytes:
+    """The shared answer of a visitor without events, with its id put back; kept in this
+    process's copy (which an invalidation clears when the visitor's first profile is published),
+    never in Redis."""
+    _HITS.inc()
+    body = b'{"user_id":' + json.dumps(user_pseudo_id).encode() + answers[variant]
+    local = _local["responses"]
+    if local is not None and generation is not None:
+        local.put(user_pseudo_id, body, generation=generation)
+    return body
+
+
+def store_anonymous(*, ruleset: int, responses: dict[str, bytes]) -> None:
+    """Keep the answers of visitors without events (built with an empty id), one per variant,
+    for every unknown visitor to share."""
+    answers = {}
+    for variant, body in responses.items():
+        if not body.startswith(_ANONYMOUS_HEAD):
+            raise ValueError("an anonymous answer starts with an empty user_id")
+        answers[variant] = body[len(_ANONYMOUS_HEAD) :]
+    timeout = settings.PERSONALIZATION_CACHE_TIMEOUT
+    try:
+        cache.add(RULESET_KEY, ruleset, timeout=timeout)
+        cache.set(ANONYMOUS_KEY, (ruleset, answers), timeout=timeout)
+    except Exception as exc:
+        _ERRORS.inc()
+        logger.warning("p13n.cache.write_failed", extra={"error": type(exc).__name__})
 
 
 def store(user_pseudo_id: str, *, response: bytes, ruleset: int, profile_version: int) -> None:
+    """Keep a visitor's answer: visitors with a profile only (profile_version 1 and up)."""
     entries: dict[str, Any] = {
         RULESET_KEY: ruleset,
         profile_version_key(user_pseudo_id): profile_version,
         response_key(user_pseudo_id): (ruleset, profile_version, response),
     }
     try:
-        cache.add(RULESET_KEY, ruleset, timeout=None)
+        cache.add(RULESET_KEY, ruleset, timeout=settings.PERSONALIZATION_CACHE_TIMEOUT)
         cache.add(profile_version_key(user_pseudo_id), profile_version, timeout=None)
         del entries[RULESET_KEY], entries[profile_version_key(user_pseudo_id)]
         cache.set_many(entries, timeout=settings.PERSONALIZATION_CACHE_TIMEOUT)
@@ -101,7 +168,8 @@ def store(user_pseudo_id: str, *, response: bytes, ruleset: int, profile_version
 
 
 def publish_ruleset(version: int) -> None:
-    _safe_set(RULESET_KEY, version)
+    # A time-to-live like the answers': a lost or expired version is re-read from the database.
+    _safe_set(RULESET_KEY, version, timeout=settings.PERSONALIZATION_CACHE_TIMEOUT)
     _invalidate(None)
 
 
@@ -138,9 +206,10 @@ def invalidate_all(*, ruleset: int) -> bool:
         if hasattr(cache, "delete_pattern"):  # django-redis: SCAN, only our KEY_PREFIX
             for pattern in (profile_version_key("*"), response_key("*")):
                 cache.delete_pattern(pattern, itersize=1000)
+            cache.delete(ANONYMOUS_KEY)
         else:
             cache.clear()
-        cache.set(RULESET_KEY, ruleset, timeout=None)
+        cache.set(RULESET_KEY, ruleset, timeout=settings.PERSONALIZATION_CACHE_TIMEOUT)
     except Exception as exc:
         _ERRORS.inc()
         logger.warning("p13n.cache.invalidate_all_failed", extra={"error": type(exc).__name__})
@@ -150,9 +219,9 @@ def invalidate_all(*, ruleset: int) -> bool:
     return True
 
 
-def _safe_set(key: str, value: int) -> None:
+def _safe_set(key: str, value: int, *, timeout: int | None = None) -> None:
     try:
-        cache.set(key, value, timeout=None)
+        cache.set(key, value, timeout=timeout)
     except Exception as exc:
         _ERRORS.inc()
         logger.warning("p13n.cache.write_failed", extra={"error": type(exc).__name__})
@@ -165,7 +234,8 @@ def publish_profiles(
     requests are hits (a response built under an older rule set is a miss, as ever)."""
     entries = {response_key(uid): (ruleset, versions[uid], body) for uid, body in responses.items()}
     try:
-        cache.add(RULESET_KEY, ruleset, timeout=None)  # never over a newer one
+        # never over a newer one
+        cache.add(RULESET_KEY, ruleset, timeout=settings.PERSONALIZATION_CACHE_TIMEOUT)
         cache.set_many(entries, timeout=settings.PERSONALIZATION_CACHE_TIMEOUT)
     except Exception as exc:
         _ERRORS.inc()

@@ -362,7 +362,10 @@ def personalization_build(
     profile: VisitorProfile | None,
     rules: dict[str, RuleView],
     model: ScoringModel | None = None,
+    variant: str | None = None,
 ) -> dict[str, Any]:
+    """The answer; `variant` (default: the visitor's own) builds the answer unknown visitors
+    share."""
     if profile is None:
         model = model or scoring_model_get()
         decision = score_visitor(model, [], now=timezone.now())
@@ -375,7 +378,7 @@ def personalization_build(
     else:
         segment, confidence, scores = profile.segment, profile.confidence, profile.scores
         why, segmented_at = profile.explanation, _iso(profile.computed_at)
-    variant = variant_for(user_pseudo_id)
+    variant = variant or variant_for(user_pseudo_id)
     default = rules.get(CASUAL, EMPTY_RULE)
     rule = default if variant == "holdout" else rules.get(segment, default)
     return {
@@ -395,11 +398,31 @@ def personalization_build(
 
 
 def personalization_encode(
-    *, user_pseudo_id: str, profile: VisitorProfile | None, rules: dict[str, RuleView]
+    *,
+    user_pseudo_id: str,
+    profile: VisitorProfile | None,
+    rules: dict[str, RuleView],
+    variant: str | None = None,
 ) -> bytes:
     """The response body the API serves and the cache keeps."""
-    body = personalization_build(user_pseudo_id=user_pseudo_id, profile=profile, rules=rules)
+    body = personalization_build(
+        user_pseudo_id=user_pseudo_id, profile=profile, rules=rules, variant=variant
+    )
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+VARIANTS = ("personalized", "holdout")
+
+
+def anonymous_responses(*, rules: dict[str, RuleView]) -> dict[str, bytes]:
+    """The answers of a visitor without events, per variant, with an empty id: what every
+    unknown visitor shares."""
+    return {
+        variant: personalization_encode(
+            user_pseudo_id="", profile=None, rules=rules, variant=variant
+        )
+        for variant in VARIANTS
+    }
 
 
 def personalization_responses(
@@ -456,26 +479,50 @@ def personalization_degraded(*, user_pseudo_id: str) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+_UNREAD: Any = object()
+
+
 def personalization_get(*, user_pseudo_id: str) -> bytes:
     """The hot path, as the response's JSON bytes: one cache round trip and no encoding on a
-    hit; the database on a miss or a cache outage."""
+    hit; the database on a miss or a cache outage. A visitor without events gets the shared
+    answer and leaves nothing behind, in Redis or the database."""
     found = p13n_cache.lookup(user_pseudo_id)
     if found.response is not None:
         return found.response
+    profile = _UNREAD
+    if found.anonymous is not None and found.profile_version is None:
+        # No version cached: a visitor without events, or one whose keys were evicted. Only
+        # the database can tell (one indexed query).
+        profile = profile_get(user_pseudo_id=user_pseudo_id)
+        variant = variant_for(user_pseudo_id)
+        if profile is None and variant in found.anonymous:
+            return p13n_cache.anonymous_response(
+                user_pseudo_id,
+                answers=found.anonymous,
+                variant=variant,
+                generation=found.generation,
+            )
+        p13n_cache.count_miss()
     state = ruleset_state()
     ruleset = state[0]
-    profile = profile_get(user_pseudo_id=user_pseudo_id)
-    response = personalization_encode(
-        user_pseudo_id=user_pseudo_id, profile=profile, rules=_rules_for(state)
+    if profile is _UNREAD:
+        profile = profile_get(user_pseudo_id=user_pseudo_id)
+    rules = _rules_for(state)
+    response = personalization_encode(user_pseudo_id=user_pseudo_id, profile=profile, rules=rules)
+    if found.failed:
+        return response
+    # Re-publish versions the cache lost or never got, or every later lookup would miss.
+    if found.ruleset not in (None, ruleset):
+        p13n_cache.publish_ruleset(ruleset)
+    if profile is None:
+        if found.profile_version is not None:
+            # Keys of an erased profile, or written for an unknown visitor by an older release.
+            p13n_cache.forget_visitor(user_pseudo_id)
+        p13n_cache.store_anonymous(ruleset=ruleset, responses=anonymous_responses(rules=rules))
+        return response
+    if found.profile_version not in (None, profile.version):
+        p13n_cache.publish_profile_version(user_pseudo_id, profile.version)
+    p13n_cache.store(
+        user_pseudo_id, response=response, ruleset=ruleset, profile_version=profile.version
     )
-    if not found.failed:
-        profile_version = profile.version if profile else 0
-        # Re-publish versions the cache lost or never got, or every later lookup would miss.
-        if found.ruleset not in (None, ruleset):
-            p13n_cache.publish_ruleset(ruleset)
-        if found.profile_version not in (None, profile_version):
-            p13n_cache.publish_profile_version(user_pseudo_id, profile_version)
-        p13n_cache.store(
-            user_pseudo_id, response=response, ruleset=ruleset, profile_version=profile_version
-        )
     return response

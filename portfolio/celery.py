@@ -51,6 +51,10 @@ app.conf.beat_schedule = {
         "task": "personalization.tasks.resegment_stale",
         "schedule": settings.RESEGMENT_SWEEP_MINUTES * 60.0,
     },
+    "analytics-ga4-import-resume": {
+        "task": "analytics.tasks.import_uploads_resume",
+        "schedule": float(settings.GA4_IMPORT_SWEEP_SECONDS),
+    },
     "analytics-retention": {
         "task": "analytics.tasks.retention_apply",
         "schedule": crontab(hour=3, minute=0),

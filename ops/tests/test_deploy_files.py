@@ -102,7 +102,9 @@ def test_compose__compose_spec_schema__valid():
 def test_compose__roles__ordered_by_health_and_migration():
     services = _yaml("compose.yaml")["services"]
 
-    assert {"postgres", "redis", "migrate", "web", "worker", "beat", "proxy"} <= set(services)
+    assert {"postgres", "redis", "broker", "migrate", "web", "worker", "beat", "proxy"} <= set(
+        services
+    )
     assert "healthcheck" in services["postgres"]
     assert "healthcheck" in services["redis"]
     assert services["migrate"]["restart"] == "no"
@@ -114,6 +116,41 @@ def test_compose__roles__ordered_by_health_and_migration():
         condition = services[role]["depends_on"]["migrate"]["condition"]
         assert condition == "service_completed_successfully"
     assert services["proxy"]["depends_on"]["web"]["condition"] == "service_healthy"
+
+
+def _flag(command: list[str], name: str) -> str:
+    return str(command[command.index(name) + 1])
+
+
+def test_compose__cache_and_broker__separate_instances_cache_evicts_broker_never():
+    """Issue 18 item 3: eviction is per Redis instance. The cache is bounded and evicts; the
+    broker (tasks, results) never evicts and keeps an append-only file."""
+    compose = _yaml("compose.yaml")
+    services = compose["services"]
+    cache, broker = services["redis"]["command"], services["broker"]["command"]
+
+    assert _flag(cache, "--maxmemory-policy") == "allkeys-lru"
+    assert re.fullmatch(r"\$\{REDIS_CACHE_MAXMEMORY:-\d+mb\}", _flag(cache, "--maxmemory"))
+    assert _flag(cache, "--appendonly") == "no"
+    assert _flag(broker, "--maxmemory-policy") == "noeviction"
+    assert _flag(broker, "--appendonly") == "yes"
+    assert "broker-data:/data" in services["broker"]["volumes"]
+    assert "healthcheck" in services["broker"]
+    env = compose["x-app"]["environment"]
+    assert env["REDIS_URL"].startswith("redis://redis:")
+    assert env["CELERY_BROKER_URL"].startswith("redis://broker:")
+    assert env["CELERY_RESULT_BACKEND"].startswith("redis://broker:")
+    for role in ("web", "worker", "beat"):
+        assert services[role]["depends_on"]["broker"]["condition"] == "service_healthy"
+
+
+def test_compose__worker_and_redis__restarted_when_they_exit():
+    """A worker process that dies (issue 18 item 8: broker lost mid-task) comes back without
+    anyone: compose restarts it (Kubernetes' Deployments always do)."""
+    services = _yaml("compose.yaml")["services"]
+
+    for name in ("worker", "beat", "web", "redis", "broker"):
+        assert services[name]["restart"] == "unless-stopped", name
 
 
 def test_compose__monitoring_profile__prometheus_config_mounted():
@@ -166,6 +203,39 @@ def test_k8s__kustomization__lists_existing_manifests():
     assert all((K8S_DIR / name).is_file() for name in resources)
     # Applied separately: the Secret template (placeholder values) and the immutable Job.
     assert set(K8S_MANIFESTS) - set(resources) == {"secret.example.yaml", "migrate-job.yaml"}
+
+
+def _documents(relative: str) -> dict[str, dict]:
+    return {
+        f"{d['kind']}/{d['metadata']['name']}": d
+        for d in yaml.safe_load_all((ROOT / relative).read_text())
+    }
+
+
+def test_k8s__redis__cache_evicts_broker_never_config_points_at_each():
+    cache = _documents("deploy/k8s/redis-cache.yaml")
+    broker = _documents("deploy/k8s/redis-broker.yaml")
+    cache_args = cache["Deployment/portfolio-redis-cache"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]["args"]
+    broker_spec = broker["Deployment/portfolio-redis-broker"]["spec"]
+    broker_args = broker_spec["template"]["spec"]["containers"][0]["args"]
+
+    assert _flag(cache_args, "--maxmemory-policy") == "allkeys-lru"
+    assert re.fullmatch(r"\d+mb", _flag(cache_args, "--maxmemory"))
+    assert _flag(broker_args, "--maxmemory-policy") == "noeviction"
+    assert _flag(broker_args, "--appendonly") == "yes"
+    assert broker_spec["strategy"]["type"] == "Recreate"  # one writer of its volume
+    assert {"Service/portfolio-redis-cache", "NetworkPolicy/portfolio-redis"} <= set(cache)
+    assert {"Service/portfolio-redis-broker", "PersistentVolumeClaim/portfolio-redis-broker"} <= (
+        set(broker)
+    )
+    config = _yaml("deploy/k8s/configmap.yaml")["data"]
+    assert config["REDIS_URL"].startswith("redis://portfolio-redis-cache:")
+    assert config["CELERY_BROKER_URL"].startswith("redis://portfolio-redis-broker:")
+    assert config["CELERY_RESULT_BACKEND"].startswith("redis://portfolio-redis-broker:")
+    # The Secret is read after the ConfigMap: a REDIS_URL there would silently win.
+    assert "REDIS_URL" not in _yaml("deploy/k8s/secret.example.yaml")["stringData"]
 
 
 def test_k8s__beat__single_replica_recreate():

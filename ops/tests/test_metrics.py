@@ -9,14 +9,17 @@ from urllib.parse import urlencode
 
 import pytest
 from celery import shared_task, signals
+from django.core.cache import cache as djcache
+from django.utils import timezone
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from analytics.measurement_protocol import Code
-from analytics.models import MeasurementStream
-from analytics.services import RejectedIn, rejected_events_store
+from analytics.models import EventSource, MeasurementStream
+from analytics.services import EventIn, RejectedIn, events_store, rejected_events_store
 from ops import metrics
 from ops.tasks import ping
+from personalization import cache as p13n_cache
 
 pytestmark = pytest.mark.django_db
 
@@ -96,8 +99,27 @@ def test_api_requests__unknown_method__labelled_other(client):
 # --- database ----------------------------------------------------------------------------------
 
 
-def test_db_queries__cache_hit__none_counted_miss__counted(client):
-    url = f"/api/personalization?user_id=db-{uuid.uuid4().hex[:8]}"
+def test_db_queries__cache_hit__none_counted_miss__counted(
+    client, django_capture_on_commit_callbacks
+):
+    uid = f"db-{uuid.uuid4().hex[:8]}"
+    url = f"/api/personalization?user_id={uid}"
+    # A visitor with events: an unknown one costs a query every time (is there a profile?).
+    with django_capture_on_commit_callbacks(execute=True):
+        events_store(
+            events=[
+                EventIn(
+                    event_name="page_view",
+                    user_pseudo_id=uid,
+                    occurred_at=timezone.now(),
+                    event_id=f"{uid}-1",
+                )
+            ],
+            source=EventSource.API,
+        )
+    # Its answer was cached by re-segmentation: drop it, so the first request is a miss.
+    djcache.delete(p13n_cache.response_key(uid))
+    p13n_cache.local_responses_clear()
     before = value("db_queries_total")
     client.get(url)  # miss: built from the database, then cached
     after_miss = value("db_queries_total")

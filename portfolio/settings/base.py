@@ -195,6 +195,10 @@ GA4_DATA_API_ENDPOINT = env.str("GA4_DATA_API_ENDPOINT", default="")
 # GA4 keeps revising recent days; each sync re-pulls this many days up to yesterday.
 GA4_SYNC_DAYS = env.int("GA4_SYNC_DAYS", default=3)
 GA4_DATA_API_TIMEOUT = env.float("GA4_DATA_API_TIMEOUT", default=30.0)
+# A GA4 export import whose heartbeat is older than this is taken for dead (its worker was
+# killed) and re-queued by a sweep that runs every GA4_IMPORT_SWEEP_SECONDS.
+GA4_IMPORT_STALE_SECONDS = env.int("GA4_IMPORT_STALE_SECONDS", default=180)
+GA4_IMPORT_SWEEP_SECONDS = env.int("GA4_IMPORT_SWEEP_SECONDS", default=60)
 
 # --- Segmentation and personalization ----------------------------------------------------------
 # Softmax temperature: higher spreads the scores, lower sharpens the winner.
