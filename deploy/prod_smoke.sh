@@ -20,7 +20,9 @@
 #
 # Needs: `make install` (.venv), psql, curl, redis-cli, PostgreSQL and Redis on 127.0.0.1.
 # Scratch resources (dropped/flushed before and after): database SMOKE_DB (portfolio_smoke) via
-# SMOKE_PG_ADMIN_URL, Redis SMOKE_REDIS_URL (redis://127.0.0.1:6379/7). SMOKE_KEEP=1 keeps the
+# SMOKE_PG_ADMIN_URL, the cache on Redis SMOKE_REDIS_URL (redis://127.0.0.1:6379/7) and the
+# broker apart from it on SMOKE_BROKER_URL (redis://127.0.0.1:6379/13), as compose and k8s keep
+# them on two instances (docs/DEPLOYMENT.md). SMOKE_KEEP=1 keeps the
 # database and the logs for inspection. Exit status 0 only if every check passed.
 set -uo pipefail
 
@@ -31,6 +33,7 @@ STARTED=$(date +%s)
 PG_ADMIN_URL="${SMOKE_PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 SMOKE_DB="${SMOKE_DB:-portfolio_smoke}"
 SMOKE_REDIS_URL="${SMOKE_REDIS_URL:-redis://127.0.0.1:6379/7}"
+SMOKE_BROKER_URL="${SMOKE_BROKER_URL:-redis://127.0.0.1:6379/13}"
 
 RESULTS=()
 FAILURES=0
@@ -66,6 +69,7 @@ summary() {
   if [ "${SMOKE_KEEP:-0}" != 1 ]; then
     psql "$PG_ADMIN_URL" -qtAc "DROP DATABASE IF EXISTS \"$SMOKE_DB\" WITH (FORCE)" >/dev/null 2>&1
     redis-cli -u "$SMOKE_REDIS_URL" flushdb >/dev/null 2>&1
+    redis-cli -u "$SMOKE_BROKER_URL" flushdb >/dev/null 2>&1
     [ -n "$SCRATCH" ] && rm -rf "$SCRATCH"
   else
     printf '\nSMOKE_KEEP=1: kept database %s and %s\n' "$SMOKE_DB" "$SCRATCH"
@@ -104,7 +108,7 @@ export ALLOWED_HOSTS=127.0.0.1,localhost
 export SECURE_SSL_REDIRECT=false  # plain http here; `check` below runs with the default (true)
 export DATABASE_URL="${PG_ADMIN_URL%/*}/$SMOKE_DB"
 export REDIS_URL="$SMOKE_REDIS_URL"
-export CELERY_BROKER_URL="$SMOKE_REDIS_URL" CELERY_RESULT_BACKEND="$SMOKE_REDIS_URL"
+export CELERY_BROKER_URL="$SMOKE_BROKER_URL" CELERY_RESULT_BACKEND="$SMOKE_BROKER_URL"
 export CELERY_TASK_ALWAYS_EAGER=false
 export CACHE_KEY_PREFIX=smoke
 export STATIC_ROOT="$SCRATCH/static" MEDIA_ROOT="$SCRATCH/media"
@@ -117,6 +121,7 @@ psql "$PG_ADMIN_URL" -v ON_ERROR_STOP=1 -qtA \
   -c "DROP DATABASE IF EXISTS \"$SMOKE_DB\" WITH (FORCE)" \
   -c "CREATE DATABASE \"$SMOKE_DB\"" >/dev/null || fatal "could not create database $SMOKE_DB"
 redis-cli -u "$SMOKE_REDIS_URL" flushdb >/dev/null
+redis-cli -u "$SMOKE_BROKER_URL" flushdb >/dev/null
 
 # --- helpers ----------------------------------------------------------------------------------
 # start NAME ROLE [ARGS...]: the role in its own session (so cleanup can reach its children);

@@ -7,8 +7,11 @@ from celery.schedules import crontab
 from django.conf import settings
 
 from ops import celery_observability
+from ops.kombu_patches import kombu_redis_restore_patch
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portfolio.settings")
+# Unacknowledged tasks survive the broker going away (ops/kombu_patches.py).
+kombu_redis_restore_patch()
 
 app = Celery("portfolio")
 app.config_from_object("django.conf:settings", namespace="CELERY")
