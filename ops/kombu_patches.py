@@ -46,5 +46,5 @@ def kombu_redis_restore_patch() -> None:
         finally:
             transport.client = None
 
-    channel_class._connparams = _connparams
+    channel_class._connparams = _connparams  # type: ignore[method-assign]
     setattr(channel_class, _PATCHED, True)
