@@ -185,9 +185,17 @@ class VisitorAdmin(ErasesVisitorsAdmin):
 
 @admin.register(RejectedEvent)
 class RejectedEventAdmin(ReadOnlyAdmin):
-    list_display = ["received_at", "source", "context", "line_number", "first_reason"]
+    list_display = [
+        "received_at",
+        "source",
+        "user_pseudo_id",
+        "context",
+        "line_number",
+        "first_reason",
+    ]
     list_filter = ["source"]
-    search_fields = ["context"]
+    # A visitor id finds their dead letters exactly (indexed); other words search the context.
+    search_fields = ["=user_pseudo_id", "context"]
     date_hierarchy = "received_at"
     ordering = ["-received_at"]
     show_full_result_count = False
@@ -195,6 +203,7 @@ class RejectedEventAdmin(ReadOnlyAdmin):
     fields = readonly_fields = (
         "received_at",
         "source",
+        "user_pseudo_id",
         "context",
         "line_number",
         "reasons_table",

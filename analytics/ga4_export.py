@@ -43,8 +43,9 @@ from tqdm import tqdm
 
 from ops.metrics import EVENTS_DUPLICATE, EVENTS_INGESTED
 from portfolio.api.json_depth import json_too_deep, too_deep_message
-from portfolio.storable import storable_text
+from portfolio.storable import storable_json, storable_text
 
+from .dead_letters import dead_letter_scrub
 from .models import Event, EventSource, GA4ExportUpload, ImportStatus, RejectedEvent, Visitor
 from .read_ahead import ReadAhead
 from .services import (
@@ -902,7 +903,13 @@ def _new_rejects(items: list[RejectedIn], *, context: str) -> list[RejectedIn]:
         source=SOURCE, context=context, line_number__in=[item.line_number for item in items]
     ).values_list("line_number", "payload"):
         stored.setdefault(line_number or 0, []).append(payload)
-    return [item for item in items if item.payload not in stored.get(item.line_number or 0, [])]
+    # Compared as stored: dead letters are written without personal fields (dead_letters.py).
+    return [
+        item
+        for item in items
+        if storable_json(dead_letter_scrub(item.payload, source=SOURCE))
+        not in stored.get(item.line_number or 0, [])
+    ]
 
 
 def _event_fields() -> list[models.Field[Any, Any]]:

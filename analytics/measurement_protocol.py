@@ -23,7 +23,8 @@ reference, web tab). Where GA4 leaves a choice, ours:
   than MAX_CLOCK_SKEW ahead.
 - `client_id` must also satisfy our visitor id rule (it becomes `user_pseudo_id`); app streams
   (`app_instance_id`) are not supported. `user_data` and `ip_override` are personal data we do
-  not keep; they are ignored, as are fields GA4 does not define.
+  not keep; they are ignored, as are fields GA4 does not define, and dead letters drop them
+  (with `user_location`) before they are written (dead_letters.py).
 - A parameter whose value is null carries nothing and is left out.
 - Visitor traits use flat dotted keys (`user_id`, `user_properties.<name>`,
   `consent.ad_user_data`, `device.category`, `user_location.city`, `user_agent`,

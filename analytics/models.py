@@ -72,8 +72,12 @@ class RejectedEvent(models.Model):
 
     source = models.CharField(max_length=16, choices=EventSource.choices)
     received_at = models.DateTimeField(auto_now_add=True)
-    # The offending event or line as received; text that was not JSON is kept as {"raw": ...}.
+    # The offending event or line as received, minus what identifies a person (IPs, user_data,
+    # precise geo: dead_letters.py); text that was not JSON is kept as {"raw": ...}.
     payload = models.JSONField(default=dict, blank=True)
+    # Whose it is, as the channel names visitors (gtag cid, MP client_id, user_pseudo_id); blank
+    # when unknown. Erasure deletes by it.
+    user_pseudo_id = models.CharField(max_length=200, blank=True, default="")
     # [{"field": "events.0.name", "message": "...", "code": "NAME_INVALID"}, ...]
     reasons = models.JSONField(default=list)
     context = models.CharField(
@@ -82,7 +86,10 @@ class RejectedEvent(models.Model):
     line_number = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["source", "received_at"], name="rejected_source_time_idx")]
+        indexes = [
+            models.Index(fields=["source", "received_at"], name="rejected_source_time_idx"),
+            models.Index(fields=["user_pseudo_id"], name="rejected_visitor_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.source} rejected at {self.received_at:%Y-%m-%d %H:%M}"

@@ -14,12 +14,12 @@ from typing import Any
 
 import orjson
 from django.db import connection, transaction
-from django.db.models import Q
 
 from ops.erasure import ledger_hashes, ledger_record, visitor_hash
 from ops.metrics import EVENTS_DUPLICATE, EVENTS_INGESTED, events_rejected
 from portfolio.storable import storable_json, storable_text
 
+from .dead_letters import dead_letter_scrub, dead_letter_visitor
 from .models import Event, EventSource, RejectedEvent, Visitor
 from .signals import events_stored, visitor_erased
 
@@ -313,7 +313,9 @@ def rejected_events_store(*, source: str, items: Sequence[RejectedIn]) -> int:
 
     Everything here may quote the client (a payload, a field name in a reason, the measurement
     id in the context): it goes through the shared repair, so a dead letter is always storable
-    and a refusal can never become a 500 (a NUL in gtag's `tid` once did)."""
+    and a refusal can never become a 500 (a NUL in gtag's `tid` once did). Payloads lose what
+    identifies a person (IPs, user_data, precise geo: dead_letters.py) before they are written,
+    and carry their visitor id in a column of their own, for erasure and the admin."""
     if not items:
         return 0
     RejectedEvent.objects.bulk_create(
@@ -321,8 +323,12 @@ def rejected_events_store(*, source: str, items: Sequence[RejectedIn]) -> int:
             RejectedEvent(
                 source=source,
                 payload=storable_json(
-                    item.payload if isinstance(item.payload, dict) else {"raw": item.payload}
+                    dead_letter_scrub(
+                        item.payload if isinstance(item.payload, dict) else {"raw": item.payload},
+                        source=source,
+                    )
                 ),
+                user_pseudo_id=dead_letter_visitor(item.payload, source=source),
                 reasons=storable_json(item.reasons),
                 context=storable_text(item.context)[:300],
                 line_number=item.line_number,
@@ -397,9 +403,8 @@ def visitor_erase(*, user_pseudo_id: str, record: bool = True) -> ErasureCounts:
     with transaction.atomic():
         events = Event.objects.filter(user_pseudo_id=user_pseudo_id).delete()[0]
         visitors = Visitor.objects.filter(user_pseudo_id=user_pseudo_id).delete()[0]
-        rejected = RejectedEvent.objects.filter(
-            Q(payload__user_pseudo_id=user_pseudo_id) | Q(payload__client_id=user_pseudo_id)
-        ).delete()[0]
+        # By the indexed column every dead letter carries (migration 0006 filled the older ones).
+        rejected = RejectedEvent.objects.filter(user_pseudo_id=user_pseudo_id).delete()[0]
         removed: collections.Counter[str] = collections.Counter()
         for _receiver, counts in visitor_erased.send(sender=Visitor, user_pseudo_id=user_pseudo_id):
             removed.update(counts or {})
@@ -415,13 +420,19 @@ def visitor_erase(*, user_pseudo_id: str, record: bool = True) -> ErasureCounts:
 
 
 def erasures_reapply(*, ledger: set[str] | None = None) -> int:
-    """Erase again every stored visitor (a Visitor row or events) whose id hashes to a ledger
-    entry, by default the whole ledger (ops.erasure.ledger_hashes); how many there were."""
+    """Erase again every stored visitor (a Visitor row, events or dead letters) whose id hashes
+    to a ledger entry, by default the whole ledger (ops.erasure.ledger_hashes); how many there
+    were."""
     hashes = ledger_hashes() if ledger is None else ledger
     if not hashes:
         return 0
     ids = set(Visitor.objects.values_list("user_pseudo_id", flat=True))
     ids |= set(Event.objects.values_list("user_pseudo_id", flat=True).distinct())
+    ids |= set(
+        RejectedEvent.objects.exclude(user_pseudo_id="")
+        .values_list("user_pseudo_id", flat=True)
+        .distinct()
+    )
     erased = 0
     for user_pseudo_id in sorted(ids):
         if visitor_hash(user_pseudo_id) in hashes:

@@ -491,13 +491,26 @@ def test_import_export_file__not_utf8__dead_lettered_as_text(tmp_path):
 
 
 @pytest.mark.django_db
-def test_import_export_file__rejected_object__payload_kept_as_sent(tmp_path):
+def test_import_export_file__rejected_object__payload_kept_as_sent_without_geo(tmp_path):
     row = export_row(name="bad name")
     path = write_export(tmp_path / "export.json", [row])
 
     import_export_file(path)
 
-    assert RejectedEvent.objects.get().payload == row
+    rejected = RejectedEvent.objects.get()
+    assert rejected.payload == {key: value for key, value in row.items() if key != "geo"}
+    assert rejected.user_pseudo_id == VISITOR
+
+
+@pytest.mark.django_db
+def test_import_export_file__rejected_row_with_geo_imported_again__one_dead_letter(tmp_path):
+    path = write_export(tmp_path / "export.json", [export_row(name="bad name"), export_row()])
+    import_export_file(path)
+
+    again = import_export_file(path)
+
+    assert counts(again) == (2, 0, 1, 1)
+    assert RejectedEvent.objects.count() == 1
 
 
 @pytest.mark.django_db

@@ -143,3 +143,61 @@ def test_0004_reversed__keys_back_as_their_32_hex_digits(at_0003):
     assert list(old_apps.get_model("analytics", "Event").objects.values_list("dedupe_key")) == [
         (key.hex,)
     ]
+
+
+# --- 0006: dead letters get their visitor id, and lose what identifies a person -------------
+
+BEFORE_0006 = [("analytics", "0005_visitor_user_pseudo_id_constraint")]
+AFTER_0006 = [("analytics", "0006_rejectedevent_user_pseudo_id")]
+
+
+@pytest.fixture
+def at_0005():
+    try:
+        yield migrate(BEFORE_0006)
+    finally:
+        latest()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0006__stored_dead_letters__visitor_id_filled_personal_data_dropped_erasable(at_0005):
+    from analytics.models import RejectedEvent
+    from analytics.services import visitor_erase
+
+    OldRejected = at_0005.get_model("analytics", "RejectedEvent")
+    reasons = [{"field": "x", "message": "x", "code": "VALUE_INVALID"}]
+    OldRejected.objects.bulk_create(
+        [
+            OldRejected(
+                source="gtag",
+                payload={"query": "v=2&tid=G-1&cid=11.22&_uip=203.0.113.9", "line": "en=x&uip=::1"},
+                reasons=reasons,
+            ),
+            OldRejected(
+                source="mp",
+                payload={
+                    "client_id": "33.44",
+                    "ip_override": "203.0.113.9",
+                    "user_data": {"sha256_email_address": ["f" * 64]},
+                    "events": [{"name": "bad name!"}],
+                },
+                reasons=reasons,
+            ),
+            OldRejected(
+                source="ga4_export",
+                payload={"user_pseudo_id": "55.66", "geo": {"city": "Springfieldia"}},
+                reasons=reasons,
+            ),
+            OldRejected(source="mp", payload={"raw": "not json"}, reasons=reasons),
+        ]
+    )
+
+    migrate(AFTER_0006)
+
+    rows = {row.source + str(row.pk): row for row in RejectedEvent.objects.order_by("pk")}
+    assert [row.user_pseudo_id for row in rows.values()] == ["11.22", "33.44", "55.66", ""]
+    stored = json.dumps([row.payload for row in rows.values()])
+    for personal in ("203.0.113.9", "uip", "f" * 64, "Springfieldia"):
+        assert personal not in stored
+    assert "cid=11.22" in stored
+    assert visitor_erase(user_pseudo_id="11.22", record=False).rejected_events == 1
