@@ -5,7 +5,7 @@ Dropped before anything is written, at any depth and in either spelling GA4 acce
 or camelCase, any case): IP addresses (MP `ip_override`, gtag `_uip`/`uip`), `user_data`
 (hashed email, phone, address) and precise geo (MP `user_location`, the export's `geo`). gtag
 dead letters keep the query string and lines as sent, minus those parameters. Pure: no
-database (migration 0006 applies it to the rows stored before).
+database (migration analytics.0007 applies it to the rows stored before).
 """
 
 from __future__ import annotations

@@ -403,7 +403,7 @@ def visitor_erase(*, user_pseudo_id: str, record: bool = True) -> ErasureCounts:
     with transaction.atomic():
         events = Event.objects.filter(user_pseudo_id=user_pseudo_id).delete()[0]
         visitors = Visitor.objects.filter(user_pseudo_id=user_pseudo_id).delete()[0]
-        # By the indexed column every dead letter carries (migration 0006 filled the older ones).
+        # By the indexed column every dead letter carries (analytics.0007 filled older ones).
         rejected = RejectedEvent.objects.filter(user_pseudo_id=user_pseudo_id).delete()[0]
         removed: collections.Counter[str] = collections.Counter()
         for _receiver, counts in visitor_erased.send(sender=Visitor, user_pseudo_id=user_pseudo_id):

@@ -145,26 +145,26 @@ def test_0004_reversed__keys_back_as_their_32_hex_digits(at_0003):
     ]
 
 
-# --- 0006: dead letters get their visitor id, and lose what identifies a person -------------
+# --- 0007: dead letters get their visitor id, and lose what identifies a person -------------
 
-BEFORE_0006 = [("analytics", "0005_visitor_user_pseudo_id_constraint")]
-AFTER_0006 = [("analytics", "0006_rejectedevent_user_pseudo_id")]
+BEFORE_0007 = [("analytics", "0006_ga4exportupload_heartbeat_at")]
+AFTER_0007 = [("analytics", "0007_rejectedevent_user_pseudo_id")]
 
 
 @pytest.fixture
-def at_0005():
+def at_0006():
     try:
-        yield migrate(BEFORE_0006)
+        yield migrate(BEFORE_0007)
     finally:
         latest()
 
 
 @pytest.mark.django_db(transaction=True)
-def test_0006__stored_dead_letters__visitor_id_filled_personal_data_dropped_erasable(at_0005):
+def test_0007__stored_dead_letters__visitor_id_filled_personal_data_dropped_erasable(at_0006):
     from analytics.models import RejectedEvent
     from analytics.services import visitor_erase
 
-    OldRejected = at_0005.get_model("analytics", "RejectedEvent")
+    OldRejected = at_0006.get_model("analytics", "RejectedEvent")
     reasons = [{"field": "x", "message": "x", "code": "VALUE_INVALID"}]
     OldRejected.objects.bulk_create(
         [
@@ -192,7 +192,7 @@ def test_0006__stored_dead_letters__visitor_id_filled_personal_data_dropped_eras
         ]
     )
 
-    migrate(AFTER_0006)
+    migrate(AFTER_0007)
 
     rows = {row.source + str(row.pk): row for row in RejectedEvent.objects.order_by("pk")}
     assert [row.user_pseudo_id for row in rows.values()] == ["11.22", "33.44", "55.66", ""]

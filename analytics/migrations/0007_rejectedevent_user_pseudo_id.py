@@ -28,7 +28,7 @@ def backfill(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("analytics", "0005_visitor_user_pseudo_id_constraint"),
+        ("analytics", "0006_ga4exportupload_heartbeat_at"),
     ]
 
     operations = [
