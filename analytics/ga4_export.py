@@ -11,7 +11,7 @@ visitors_merge_traits does. The tests check that both paths store the same.
 The file is read, validated and keyed ahead of the storing, in a child process where one can
 start (see read_ahead), so that parsing and storing use two cores; on the COPY path that
 process hands over the staging tables' COPY text, ready to send.
-Row format: ../shared/INTEGRATIONS.md, "GA4 BigQuery export rows (NDJSON)".
+Row format: docs/INTEGRATIONS.md, "GA4 BigQuery export rows (NDJSON)".
 """
 
 from __future__ import annotations

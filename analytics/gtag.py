@@ -1,7 +1,7 @@
 """gtag.js hits sent to a first-party /g/collect (gtag's `server_container_url`) → events,
 visitor traits and per-line dead letters. Pure: no HTTP, no database.
 
-Wire format (../shared/INTEGRATIONS.md, "gtag.js web hits"): the query string carries what
+Wire format (docs/INTEGRATIONS.md, "gtag.js web hits"): the query string carries what
 every event of the hit shares, the body one event per line (URL-encoded; lines end in \\n or
 \\r\\n), and a line's parameters override the query's. A hit with an empty body is one event:
 the query string alone.

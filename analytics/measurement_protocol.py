@@ -1,7 +1,7 @@
 """GA4 Measurement Protocol: an /mp/collect body → events to store, GA4-style validation
 messages and dead letters. Pure: no HTTP, no database.
 
-The rules are GA4's (../shared/INTEGRATIONS.md, "GA4 Measurement Protocol"; Google's MP
+The rules are GA4's (docs/INTEGRATIONS.md, "GA4 Measurement Protocol"; Google's MP
 reference, web tab). Where GA4 leaves a choice, ours:
 
 - Request-level problems (the body is not a JSON object; `client_id`, `user_id`, the body's

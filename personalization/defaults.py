@@ -1,5 +1,5 @@
 """The segments, signals and rules a fresh install starts with (loaded by a data migration,
-then edited in admin). Built on the real frontend's events (../shared/INTEGRATIONS.md); topics
+then edited in admin). Built on the real frontend's events (docs/INTEGRATIONS.md); topics
 come from the catalog's tags on the project or skill an event names, never from the site's
 own `category` labels."""
 

@@ -1,7 +1,7 @@
 """Persona behaviour models: synthetic visitors that browse the portfolio like real audiences.
 
 Each persona is a small generative model over the real frontend's event vocabulary
-(../shared/INTEGRATIONS.md): which events it sends, which topics it reads, where it comes
+(docs/INTEGRATIONS.md): which events it sends, which topics it reads, where it comes
 from, how long it lingers. `seed_demo` uses them for demo data and `make eval` for labelled
 visitors (with another seed), so they draw only from a `random.Random` they are given.
 """

@@ -1,4 +1,4 @@
-"""GET /api/admin/events/search against ../shared/API.md."""
+"""GET /api/admin/events/search against docs/API.md."""
 
 from datetime import timedelta
 

@@ -1,4 +1,4 @@
-"""Black-box tests of POST /api/events against the contract in ../shared/API.md."""
+"""Black-box tests of POST /api/events against the contract in docs/API.md."""
 
 import json
 import time

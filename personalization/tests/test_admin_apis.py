@@ -1,4 +1,4 @@
-"""Admin API over rules, segments and visitors, against ../shared/API.md."""
+"""Admin API over rules, segments and visitors, against docs/API.md."""
 
 import pytest
 from django.contrib.auth.models import User

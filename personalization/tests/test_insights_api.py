@@ -1,4 +1,4 @@
-"""GET /api/admin/insights and POST /api/admin/insights/run (../shared/API.md)."""
+"""GET /api/admin/insights and POST /api/admin/insights/run (docs/API.md)."""
 
 from datetime import timedelta
 

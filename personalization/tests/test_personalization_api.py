@@ -1,4 +1,4 @@
-"""GET /api/personalization against the contract in ../shared/API.md."""
+"""GET /api/personalization against the contract in docs/API.md."""
 
 from datetime import timedelta
 

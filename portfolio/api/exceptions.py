@@ -1,4 +1,4 @@
-"""The one exception handler: every API error leaves as JSON in the shape ../shared/API.md fixes.
+"""The one exception handler: every API error leaves as JSON in the shape docs/API.md fixes.
 
 - validation errors: 422 {"detail": "<one line>", "errors": {"<field>": ["<message>", ...]}}
 - malformed JSON: 400; body too large: 413; rate limited: 429 with Retry-After
