@@ -23,6 +23,8 @@ from personalization.models import (
 )
 from portfolio.forms import DepthLimitedJSONField
 
+from .admin_forms import segment_form, segment_with_signal
+
 DEEP = "[" * 100_000 + "]" * 100_000
 DEEP_OBJECTS = '{"a":' * 100_000 + "1" + "}" * 100_000
 
@@ -36,15 +38,6 @@ def staff_client(client):
     user = get_user_model().objects.create_superuser("root", "r@example.com", "pw-123456789")
     client.force_login(user)
     return client
-
-
-def inline_management(total: int = 0) -> dict[str, str]:
-    return {
-        "signals-TOTAL_FORMS": str(total),
-        "signals-INITIAL_FORMS": "0",
-        "signals-MIN_NUM_FORMS": "0",
-        "signals-MAX_NUM_FORMS": "1000",
-    }
 
 
 def section_form() -> dict[str, str]:
@@ -65,19 +58,6 @@ def project_form() -> dict[str, str]:
 
 def skill_form() -> dict[str, str]:
     return {"name": "Deep skill", "tags": "[]"}
-
-
-def segment_form() -> dict[str, str]:
-    return {
-        "code": "RESEARCHER",
-        "name": "Researcher",
-        "description": "",
-        "prior": "0",
-        "topic_tags": "[]",
-        "recommendation": "",
-        "position": "9",
-        **inline_management(),
-    }
 
 
 def signal_form() -> dict[str, Any]:
@@ -142,17 +122,7 @@ def test_admin_add__json_100k_deep__200_with_form_error(staff_client, model, for
 
 @pytest.mark.django_db
 def test_segment_admin_inline__conditions_100k_deep__200_with_error_on_the_row(staff_client):
-    data = {
-        **segment_form(),
-        **inline_management(1),
-        "signals-0-label": "arxiv",
-        "signals-0-event_name": "*",
-        "signals-0-conditions": DEEP,
-        "signals-0-weight": "1",
-        "signals-0-cap": "1",
-        "signals-0-half_life_days": "",
-        "signals-0-is_active": "on",
-    }
+    data = segment_with_signal(conditions=DEEP)
 
     response = staff_client.post("/admin/personalization/segment/add/", data)
 

@@ -40,6 +40,8 @@ from personalization.scoring import (
 from personalization.selectors import variant_for
 from personalization.services import catalog_load_demo, ruleset_bump, visitor_resegment
 
+from .admin_forms import segment_form, segment_with_signal
+
 URL = "/api/personalization"
 NOW = timezone.now()
 EXAMPLES = itertools.count()
@@ -210,24 +212,6 @@ def signal_form(**overrides: Any) -> dict[str, Any]:
     return data
 
 
-def segment_form(**overrides: Any) -> dict[str, Any]:
-    data = {
-        "code": "RESEARCHER",
-        "name": "Researcher",
-        "description": "",
-        "prior": "0",
-        "topic_tags": "[]",
-        "recommendation": "",
-        "position": "9",
-        "signals-TOTAL_FORMS": "0",
-        "signals-INITIAL_FORMS": "0",
-        "signals-MIN_NUM_FORMS": "0",
-        "signals-MAX_NUM_FORMS": "1000",
-    }
-    data.update(overrides)
-    return data
-
-
 def form_errors(response: Any) -> dict[str, list[str]]:
     assert response.status_code == 200, response.status_code  # the form again, not a 500
     return dict(response.context["adminform"].form.errors)
@@ -304,18 +288,7 @@ def test_section_admin_add__huge_position__refused_with_message(staff_client):
 
 @pytest.mark.django_db
 def test_segment_admin_inline__signal_weight_out_of_bounds__refused_on_the_row(staff_client):
-    data = segment_form(
-        **{
-            "signals-TOTAL_FORMS": "1",
-            "signals-0-label": "arxiv",
-            "signals-0-event_name": "*",
-            "signals-0-conditions": "[]",
-            "signals-0-weight": "-1e308",
-            "signals-0-cap": "1",
-            "signals-0-half_life_days": "",
-            "signals-0-is_active": "on",
-        }
-    )
+    data = segment_with_signal(weight="-1e308")
 
     response = staff_client.post("/admin/personalization/segment/add/", data)
 

@@ -43,6 +43,8 @@ from personalization.selectors import variant_for
 from personalization.services import catalog_load_demo, ruleset_bump, visitor_resegment
 from personalization.validation import signal_conditions_errors
 
+from .admin_forms import segment_with_signal
+
 URL = "/api/personalization"
 ERRORS = "p13n_signal_condition_errors_total"
 EVIL = "^(a+)+$"
@@ -152,26 +154,7 @@ def test_signal_admin_add__valid_condition__saved(staff_client):
 
 @pytest.mark.django_db
 def test_segment_admin_inline__bad_regex__refused_with_message_on_the_signal(staff_client):
-    data = {
-        "code": "RESEARCHER",
-        "name": "Researcher",
-        "description": "",
-        "prior": "0",
-        "topic_tags": "[]",
-        "recommendation": "",
-        "position": "9",
-        "signals-TOTAL_FORMS": "1",
-        "signals-INITIAL_FORMS": "0",
-        "signals-MIN_NUM_FORMS": "0",
-        "signals-MAX_NUM_FORMS": "1000",
-        "signals-0-label": "arxiv",
-        "signals-0-event_name": "*",
-        "signals-0-conditions": json.dumps(BAD_REGEX),
-        "signals-0-weight": "1",
-        "signals-0-cap": "1",
-        "signals-0-half_life_days": "",
-        "signals-0-is_active": "on",
-    }
+    data = segment_with_signal(conditions=json.dumps(BAD_REGEX))
 
     response = staff_client.post("/admin/personalization/segment/add/", data)
 
