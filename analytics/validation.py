@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from portfolio.api.json_depth import json_too_deep, too_deep_message
+from portfolio.storable import UNSTORABLE_MESSAGE, is_storable
 
 from .services import EventIn, timestamp_to_datetime
 
@@ -52,17 +53,7 @@ def finite_float(text: str) -> float:
 # A JSON escape of NUL or of a surrogate: the only ways text PostgreSQL refuses gets in.
 SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 SUSPECT_ESCAPE_BYTES = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
-TEXT_MESSAGE = "Text must not contain NUL or unpaired surrogate characters."
-
-
-def _unstorable_str(value: str) -> bool:
-    if "\x00" in value:
-        return True
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return True
-    return False
+TEXT_MESSAGE = UNSTORABLE_MESSAGE
 
 
 def has_unstorable_text(value: Any) -> bool:
@@ -72,11 +63,11 @@ def has_unstorable_text(value: Any) -> bool:
     while pending:
         item = pending.pop()
         if isinstance(item, str):
-            if _unstorable_str(item):
+            if not is_storable(item):
                 return True
         elif isinstance(item, dict):
             for key, child in item.items():
-                if isinstance(key, str) and _unstorable_str(key):
+                if isinstance(key, str) and not is_storable(key):
                     return True
                 pending.append(child)
         elif isinstance(item, list):

@@ -7,7 +7,8 @@ written before this check, by raw SQL or by a data migration), instead of failin
 
 Regexes run on RE2 (google-re2): matching time is linear in the input whatever the pattern, so
 no admin pattern can backtrack a worker to its time limit. RE2 has no backreferences and no
-lookaround; patterns using them are refused with a message saying so. Pure: no Django here.
+lookaround; patterns using them are refused with a message saying so. Pure: no Django or
+database here (text storability comes from portfolio/storable.py, the one check for it).
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from collections.abc import Callable
 from typing import Any
 
 import re2
+
+from portfolio.storable import (
+    is_storable,  # PostgreSQL's jsonb refuses the rest; RE2 cannot encode it
+)
 
 # op -> what its value must be, as the messages (and docs/SEGMENTATION.md) say it.
 OPS: dict[str, str] = {
@@ -113,7 +118,7 @@ def _condition_problem(condition: Any) -> str | None:
     param = condition.get("param")
     if not isinstance(param, str) or not param.strip():
         return "param must be a non-empty string (an event param, or referrer_host, ...)."
-    if len(param) > MAX_PARAM_LENGTH or _unstorable(param):
+    if len(param) > MAX_PARAM_LENGTH or not is_storable(param):
         return f"param must be at most {MAX_PARAM_LENGTH} characters, without NUL characters."
     op = condition.get("op", "exists")
     if not isinstance(op, str) or op not in OPS:
@@ -139,7 +144,7 @@ def _value_problem(op: str, value: Any, *, has_value: bool) -> str | None:
     elif not isinstance(value, str) or not value:
         return f"{wants}; got {_kind(value)}."
     limit = MAX_PATTERN_LENGTH if op == "regex" else MAX_TEXT_LENGTH
-    if len(value) > limit or _unstorable(value):
+    if len(value) > limit or not is_storable(value):
         return f"the value must be at most {limit} characters, without NUL characters."
     if op == "regex":
         problem = regex_problem(value)
@@ -162,7 +167,7 @@ def _list_problem(op: str, value: Any) -> str | None:
     for item in value:
         if not scalar(item):
             return f"{wants}; one item is {_kind(item)}."
-        if isinstance(item, str) and (len(item) > MAX_TEXT_LENGTH or _unstorable(item)):
+        if isinstance(item, str) and (len(item) > MAX_TEXT_LENGTH or not is_storable(item)):
             return f"items must be at most {MAX_TEXT_LENGTH} characters, without NUL characters."
     return None
 
@@ -176,17 +181,6 @@ def _finite_number(value: Any, *, text: bool = True) -> bool:
             return math.isfinite(float(value))
         except (ValueError, OverflowError):  # "lots"; an integer past the float range
             return False
-    return False
-
-
-def _unstorable(text: str) -> bool:
-    """NUL, or a lone surrogate: PostgreSQL's jsonb refuses both, and RE2 cannot encode them."""
-    if "\x00" in text:
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
     return False
 
 
